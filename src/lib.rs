@@ -1,0 +1,84 @@
+//! An embeddable policy engine for MCP (Model Context Protocol) tool calls.
+//!
+//! A gateway between AI agents and MCP servers loads a JSON policy once and asks, for
+//! every `tools/call`, whether to allow it, deny it, rate-limit it or hold it for a
+//! person's approval.
+//!
+//! # The policy format
+//!
+//! ```json
+//! {
+//!   "version": "1",
+//!   "default": "deny",
+//!   "hide": ["whmcs_delete_*"],
+//!   "all_tools": { "limits": [ { "window": "minute", "max": 120, "scope": "grant" } ] },
+//!   "tools": {
+//!     "whmcs_update_ticket": {
+//!       "limits": [ { "counter": "whmcs_update_ticket_rate", "window": "minute",
+//!                     "max": 30, "scope": "grant" } ],
+//!       "deny_if":    [ { "path": "args.priority", "op": "eq", "value": "Emergency" } ],
+//!       "approve_if": [ { "path": "args.status", "op": "in", "value": ["Closed"],
+//!                         "reason": "closing a ticket needs a person" } ]
+//!     },
+//!     "whmcs_get_*": {},
+//!     "whmcs_close_client": { "action": "deny", "reason": "never automated" },
+//!     "whmcs_send_email": { "action": "require_approval", "rate_limit": "10/minute" }
+//!   }
+//! }
+//! ```
+//!
+//! Top level: `version` (required, `"1"`), `description`, `default` (`"allow"`, `"deny"`
+//! — the default — or `"require_approval"`), `hide` (names or globs hidden from
+//! `tools/list` and denied), `all_tools` (`limits`, `require`, `deny_if`, `approve_if`
+//! added to every call that is not denied outright) and `tools` (rule key → rule).
+//!
+//! A rule key is an exact tool name or a glob in which `*` matches any run of characters.
+//! A tool's rule is the key equal to its name, else the matching glob with the most literal
+//! characters (ties: the key that sorts first by bytes), else `default` applies.
+//!
+//! Rule fields, all optional (`{}` allows the tool): `action` (`"allow"`, `"deny"`,
+//! `"require_approval"`), `reason` (shown to the agent), `require` (conditions that must
+//! all hold), `deny_if` (deny if any holds), `approve_if` (need approval if any holds),
+//! `limits`, and `rate_limit` (`"30/minute"` or `{"max": 30, "window": "minute"}`: one
+//! limit whose counter is the rule key, per session by default).
+//!
+//! A condition is `{"path": "args.a.b", "op": OP, "value": V, "reason"?: text}`. Each dot
+//! of the path descends one level of the call's arguments (`args.items.0` indexes an
+//! array). Operators: `eq`, `neq`, `in`, `not_in` (V a list), `lt`, `lte`, `gt`, `gte`
+//! (numbers, compared by value: `5` equals `5.0`), `contains` (substring, or list element),
+//! `prefix`, `regex` (the `regex` crate's syntax, unanchored, linear-time), `exists` (V a
+//! boolean). An absent path makes every operator false except `exists: false`, and a type
+//! mismatch is false: `require` fails closed and `deny_if` does not fire.
+//!
+//! A limit is `{"counter"?, "window", "max", "scope"?, "cost"?}`: `window` is `"second"`,
+//! `"minute"`, `"hour"`, `"day"` or 1 to 31 536 000 seconds; `max` is 1 to 2^53 units per
+//! sliding window; `scope` is `"grant"` (default), `"session"`, `"agent"` or `"global"`;
+//! `cost` is a positive integer or `"args.X"`, a non-negative integer argument. Limits that
+//! name the same `counter` share one count and must agree on window and scope.
+//!
+//! Loading rejects every mistake (unknown fields, wrong types, out-of-range numbers, bad
+//! regexes, conflicting counters, a deny rule with limits or conditions) with the JSON path
+//! of the problem and what to write instead:
+//!
+//! ```
+//! use mcp_policy::Policy;
+//!
+//! let err = Policy::from_json(r#"{"version": "1", "tools": {
+//!     "whmcs_update_ticket": {"limits": [{"window": "minutes", "max": 30}]}
+//! }}"#).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "policy: tools.whmcs_update_ticket.limits[0].window: expected \"second\", \"minute\", \
+//!      \"hour\", \"day\", or a whole number of seconds from 1 to 31536000, found \"minutes\" \
+//!      (did you mean \"minute\"?)"
+//! );
+//! ```
+#![forbid(unsafe_code)]
+// The engine (next change) evaluates conditions and limits; until it lands, the policy
+// model's evaluation helpers have no caller outside tests.
+#![allow(dead_code)]
+
+mod matcher;
+mod policy;
+
+pub use policy::{Action, Counter, Policy, PolicyError, Scope};

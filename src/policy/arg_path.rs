@@ -1,0 +1,77 @@
+//! `args.a.b.0` paths into a call's arguments.
+
+use serde_json::Value;
+
+/// A validated `args.…` path. Each segment descends one object level, or indexes an
+/// array when the segment is a decimal number and the value there is an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ArgPath {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
+    key: String,
+    index: Option<usize>,
+}
+
+impl ArgPath {
+    /// Parses `args.x.y`; the error says what a path must look like.
+    pub(crate) fn parse(text: &str) -> Result<ArgPath, String> {
+        let expected = "expected a path such as \"args.amount\" or \"args.items.0.id\": \
+                        \"args.\" followed by one or more dot-separated names";
+        let Some(rest) = text.strip_prefix("args.") else {
+            return Err(format!(
+                "{} does not start with \"args.\"; {expected}",
+                quoted(text)
+            ));
+        };
+        let mut segments = Vec::new();
+        for key in rest.split('.') {
+            if key.is_empty() {
+                return Err(format!("{} has an empty segment; {expected}", quoted(text)));
+            }
+            if key.chars().any(char::is_control) {
+                return Err(format!(
+                    "{} contains a control character; {expected}",
+                    quoted(text)
+                ));
+            }
+            let index = if key.bytes().all(|b| b.is_ascii_digit()) {
+                key.parse().ok()
+            } else {
+                None
+            };
+            segments.push(Segment {
+                key: key.to_owned(),
+                index,
+            });
+        }
+        Ok(ArgPath {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value at this path in `args`, or `None` when any step is absent.
+    pub(crate) fn resolve<'v>(&self, args: Option<&'v Value>) -> Option<&'v Value> {
+        let mut here = args?;
+        for segment in &self.segments {
+            here = match here {
+                Value::Object(map) => map.get(&segment.key)?,
+                Value::Array(items) => items.get(segment.index?)?,
+                _ => return None,
+            };
+        }
+        Some(here)
+    }
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}

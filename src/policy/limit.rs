@@ -1,0 +1,173 @@
+//! Limits: how many units a counter admits per sliding window, and whose calls share it.
+
+use super::arg_path::ArgPath;
+use serde::Serialize;
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whose calls count together against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One count per grant (the credential an agent uses). The default.
+    Grant,
+    /// One count per session.
+    Session,
+    /// One count per agent.
+    Agent,
+    /// One count shared by every call.
+    Global,
+}
+
+impl Scope {
+    /// The name used in policy files: `"grant"`, `"session"`, `"agent"` or `"global"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Grant => "grant",
+            Scope::Session => "session",
+            Scope::Agent => "agent",
+            Scope::Global => "global",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Scope> {
+        Some(match name {
+            "grant" => Scope::Grant,
+            "session" => Scope::Session,
+            "agent" => Scope::Agent,
+            "global" => Scope::Global,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The longest window a limit may have: 365 days.
+pub(crate) const MAX_WINDOW_SECS: u64 = 31_536_000;
+/// The largest `max` or fixed `cost`: 2^53, the largest integer every JSON parser keeps exact.
+pub(crate) const MAX_UNITS: u64 = 1 << 53;
+
+/// The identity of one counter: its name, window and scope.
+///
+/// Limits that name the same `counter` share one `Counter`; a limit without a name gets a
+/// private one, named after its place in the policy (`tools.t.limits[0]`). Counts are
+/// kept per (counter, scope id) key; a reloaded policy keeps the counts of every counter
+/// whose name, window and scope are unchanged.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    name: Arc<str>,
+    private: bool,
+    window_secs: u64,
+    scope: Scope,
+    fingerprint: u64,
+}
+
+impl Counter {
+    pub(crate) fn new(name: &str, private: bool, window_secs: u64, scope: Scope) -> Counter {
+        // The fingerprint is fixed per identity, so stores can hash it once at load time
+        // instead of rehashing the name on every call.
+        let mut hasher = DefaultHasher::new();
+        (name, private, window_secs, scope).hash(&mut hasher);
+        Counter {
+            name: name.into(),
+            private,
+            window_secs,
+            scope,
+            fingerprint: hasher.finish(),
+        }
+    }
+
+    /// The counter's name: the policy's `counter` field, the rule key for a `rate_limit`,
+    /// or the JSON path of a limit that names no counter.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this counter belongs to a single limit that named no `counter`.
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// The sliding window's length.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+
+    /// The window in whole seconds.
+    pub fn window_secs(&self) -> u64 {
+        self.window_secs
+    }
+
+    /// Whose calls count together.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// A hash of (name, private, window, scope), equal for equal counters within one
+    /// process. Stores may use it to avoid rehashing the name.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+impl PartialEq for Counter {
+    fn eq(&self, other: &Counter) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.window_secs == other.window_secs
+            && self.scope == other.scope
+            && self.private == other.private
+            && self.name == other.name
+    }
+}
+
+impl Eq for Counter {}
+
+impl Hash for Counter {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fingerprint);
+    }
+}
+
+/// Units a call uses.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cost {
+    Fixed(u64),
+    Argument(ArgPath),
+}
+
+/// One compiled limit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Limit {
+    pub(crate) counter: Arc<Counter>,
+    pub(crate) max: u64,
+    pub(crate) cost: Cost,
+}
+
+/// The policy spelling of a window: a unit name when it is one, seconds otherwise.
+pub(crate) fn window_name(secs: u64) -> Option<&'static str> {
+    Some(match secs {
+        1 => "second",
+        60 => "minute",
+        3600 => "hour",
+        86_400 => "day",
+        _ => return None,
+    })
+}
+
+pub(crate) fn window_from_name(name: &str) -> Option<u64> {
+    Some(match name {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    })
+}

@@ -1,0 +1,231 @@
+//! The policy file: parsing, validation, and the immutable [`Policy`] value.
+
+mod arg_path;
+mod condition;
+mod error;
+mod json;
+mod limit;
+mod parse;
+mod rule;
+
+#[allow(unused_imports)]
+pub(crate) use arg_path::ArgPath;
+pub(crate) use condition::Condition;
+pub use error::PolicyError;
+pub(crate) use limit::{Cost, Limit};
+pub use limit::{Counter, Scope};
+pub use rule::Action;
+pub(crate) use rule::Rule;
+
+use crate::matcher::Matcher;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Map, Value};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// A validated, immutable policy: parse it once, then share it.
+///
+/// Loading checks everything up front (unknown fields, types, ranges, counters that
+/// disagree, regexes), so evaluation never meets a malformed rule. Rule keys are compiled
+/// once: exact tool names into a hash map, globs into a list ordered by precedence.
+///
+/// A `Policy` serializes back to policy JSON that loads to an equal `Policy`.
+///
+/// ```
+/// use mcp_policy::{Action, Policy};
+///
+/// let policy: Policy = r#"{
+///     "version": "1",
+///     "default": "deny",
+///     "hide": ["whmcs_delete_*"],
+///     "tools": {
+///         "whmcs_get_*": {},
+///         "whmcs_update_ticket": { "rate_limit": "30/minute" }
+///     }
+/// }"#.parse()?;
+///
+/// assert_eq!(policy.default_action(), Action::Deny);
+/// assert_eq!(policy.rule_for("whmcs_get_ticket"), Some("whmcs_get_*"));
+/// assert!(policy.is_hidden("whmcs_delete_client"));
+/// # Ok::<(), mcp_policy::PolicyError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) description: Option<String>,
+    pub(crate) default: Action,
+    pub(crate) hide: Vec<Arc<str>>,
+    pub(crate) all_tools: Rule,
+    /// Rules in key order.
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) matcher: Matcher,
+    pub(crate) hidden: Matcher,
+}
+
+impl Policy {
+    /// Parses and validates a policy from JSON text.
+    ///
+    /// # Errors
+    /// A [`PolicyError`] naming the line and column of a syntax error, or the JSON path of
+    /// the first invalid value and what was expected there.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        parse::parse(text)
+    }
+
+    /// The policy's free-text `description`, if it has one.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// What happens to a tool that no rule matches (`default`, `"deny"` when absent).
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// Whether `hide` matches the tool: it is left out of `tools/list` and denied.
+    pub fn is_hidden(&self, tool: &str) -> bool {
+        self.hidden.find(tool).is_some()
+    }
+
+    /// The key of the rule that governs `tool`: the exact name, else the most specific
+    /// glob; `None` when only the default applies.
+    pub fn rule_for(&self, tool: &str) -> Option<&str> {
+        self.rule(tool).map(|rule| &*rule.key)
+    }
+
+    /// The keys of all rules, sorted by bytes.
+    pub fn rule_keys(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|rule| &*rule.key)
+    }
+
+    pub(crate) fn rule(&self, tool: &str) -> Option<&Rule> {
+        self.matcher.find(tool).and_then(|i| self.rules.get(i))
+    }
+
+    /// The policy as JSON, in the form it was loaded from.
+    pub fn to_json_value(&self) -> Value {
+        let mut top = Map::new();
+        top.insert("version".into(), "1".into());
+        if let Some(description) = &self.description {
+            top.insert("description".into(), description.as_str().into());
+        }
+        top.insert("default".into(), self.default.as_str().into());
+        if !self.hide.is_empty() {
+            let hide = self.hide.iter().map(|key| Value::from(&**key)).collect();
+            top.insert("hide".into(), Value::Array(hide));
+        }
+        let all_tools = rule_json(&self.all_tools);
+        if !all_tools.is_empty() {
+            top.insert("all_tools".into(), Value::Object(all_tools));
+        }
+        let tools = self
+            .rules
+            .iter()
+            .map(|rule| (rule.key.to_string(), Value::Object(rule_json(rule))))
+            .collect();
+        top.insert("tools".into(), Value::Object(tools));
+        Value::Object(top)
+    }
+}
+
+impl FromStr for Policy {
+    type Err = PolicyError;
+
+    fn from_str(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_json(text)
+    }
+}
+
+impl PartialEq for Policy {
+    /// Policies are equal when they say the same thing; the compiled matchers follow from
+    /// the rules.
+    fn eq(&self, other: &Policy) -> bool {
+        self.description == other.description
+            && self.default == other.default
+            && self.hide == other.hide
+            && self.all_tools == other.all_tools
+            && self.rules == other.rules
+    }
+}
+
+impl Serialize for Policy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json_value().serialize(serializer)
+    }
+}
+
+fn rule_json(rule: &Rule) -> Map<String, Value> {
+    let mut map = Map::new();
+    if rule.action != Action::Allow {
+        map.insert("action".into(), rule.action.as_str().into());
+    }
+    if let Some(reason) = &rule.reason {
+        map.insert("reason".into(), (**reason).into());
+    }
+    for (field, conditions) in [
+        ("require", &rule.require),
+        ("deny_if", &rule.deny_if),
+        ("approve_if", &rule.approve_if),
+    ] {
+        if !conditions.is_empty() {
+            map.insert(
+                field.into(),
+                conditions.iter().map(condition_json).collect(),
+            );
+        }
+    }
+    if !rule.limits.is_empty() {
+        map.insert(
+            "limits".into(),
+            rule.limits.iter().map(limit_json).collect(),
+        );
+    }
+    if let Some(limit) = &rule.rate_limit {
+        map.insert(
+            "rate_limit".into(),
+            json!({
+                "max": limit.max,
+                "window": window_json(limit.counter.window_secs()),
+                "scope": limit.counter.scope().as_str(),
+            }),
+        );
+    }
+    map
+}
+
+fn condition_json(condition: &Condition) -> Value {
+    let mut map = Map::new();
+    map.insert("path".into(), condition.path.as_str().into());
+    map.insert("op".into(), condition.op.name().into());
+    map.insert("value".into(), condition.op.value());
+    if let Some(reason) = &condition.reason {
+        map.insert("reason".into(), (**reason).into());
+    }
+    Value::Object(map)
+}
+
+fn limit_json(limit: &Limit) -> Value {
+    let mut map = Map::new();
+    if !limit.counter.is_private() {
+        map.insert("counter".into(), limit.counter.name().into());
+    }
+    map.insert("window".into(), window_json(limit.counter.window_secs()));
+    map.insert("max".into(), limit.max.into());
+    map.insert("scope".into(), limit.counter.scope().as_str().into());
+    match &limit.cost {
+        Cost::Fixed(1) => {}
+        Cost::Fixed(units) => {
+            map.insert("cost".into(), (*units).into());
+        }
+        Cost::Argument(path) => {
+            map.insert("cost".into(), path.as_str().into());
+        }
+    }
+    Value::Object(map)
+}
+
+fn window_json(secs: u64) -> Value {
+    match limit::window_name(secs) {
+        Some(name) => name.into(),
+        None => secs.into(),
+    }
+}

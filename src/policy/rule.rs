@@ -1,0 +1,66 @@
+//! Rules: what a policy says about the tools one key matches.
+
+use super::condition::Condition;
+use super::limit::Limit;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// What a rule, or the policy default, does with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Let the call through, subject to the rule's conditions and limits.
+    Allow,
+    /// Refuse the call.
+    Deny,
+    /// Hold the call until a person approves it.
+    RequireApproval,
+}
+
+impl Action {
+    /// The name used in policy files: `"allow"`, `"deny"` or `"require_approval"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::RequireApproval => "require_approval",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Action> {
+        Some(match name {
+            "allow" => Action::Allow,
+            "deny" => Action::Deny,
+            "require_approval" => Action::RequireApproval,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One compiled rule (also used for `all_tools`, whose action is always `Allow`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rule {
+    pub(crate) key: Arc<str>,
+    pub(crate) action: Action,
+    pub(crate) reason: Option<Arc<str>>,
+    pub(crate) require: Vec<Condition>,
+    pub(crate) deny_if: Vec<Condition>,
+    pub(crate) approve_if: Vec<Condition>,
+    pub(crate) limits: Vec<Limit>,
+    /// The `rate_limit` shorthand, kept apart so the policy serializes as written.
+    pub(crate) rate_limit: Option<Limit>,
+}
+
+impl Rule {
+    /// Every limit of the rule: `limits`, then the `rate_limit` shorthand.
+    pub(crate) fn all_limits(&self) -> impl Iterator<Item = &Limit> {
+        self.limits.iter().chain(self.rate_limit.as_ref())
+    }
+}

@@ -74,11 +74,19 @@
 //! );
 //! ```
 #![forbid(unsafe_code)]
-// The engine (next change) evaluates conditions and limits; until it lands, the policy
-// model's evaluation helpers have no caller outside tests.
-#![allow(dead_code)]
 
+mod call;
+mod clock;
+mod decision;
+mod engine;
+mod inline_vec;
 mod matcher;
 mod policy;
+mod store;
 
+pub use call::ToolCall;
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use decision::{Decision, DenyCode, LimitInfo, Reason, Usage};
+pub use engine::{Engine, EngineBuilder};
 pub use policy::{Action, Counter, Policy, PolicyError, Scope};
+pub use store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};

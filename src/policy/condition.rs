@@ -12,8 +12,9 @@ pub(crate) struct Condition {
     pub(crate) path: ArgPath,
     pub(crate) op: Op,
     pub(crate) reason: Option<Arc<str>>,
-    /// `args.amount lte 100`, for messages when the policy gives no reason.
-    pub(crate) summary: Arc<str>,
+    /// The reason to give when the policy gives none, such as
+    /// `requirement not met: args.amount lte 100`; built at load so evaluation never formats.
+    pub(crate) fallback: Arc<str>,
 }
 
 /// An operator with its validated operand.
@@ -199,7 +200,7 @@ mod tests {
             path: ArgPath::parse(path).unwrap(),
             op: Op::build(op, &value).unwrap(),
             reason: None,
-            summary: "".into(),
+            fallback: "".into(),
         };
         condition.holds(Some(&args))
     }
@@ -346,7 +347,7 @@ mod tests {
             path: ArgPath::parse("args.a").unwrap(),
             op: Op::Exists(false),
             reason: None,
-            summary: "".into(),
+            fallback: "".into(),
         };
         assert!(condition.holds(None));
     }

@@ -8,8 +8,6 @@ mod limit;
 mod parse;
 mod rule;
 
-#[allow(unused_imports)]
-pub(crate) use arg_path::ArgPath;
 pub(crate) use condition::Condition;
 pub use error::PolicyError;
 pub(crate) use limit::{Cost, Limit};

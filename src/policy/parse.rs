@@ -220,11 +220,11 @@ fn conditions(
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| condition(item, &index(&list_path, i)))
+        .map(|(i, item)| condition(item, &index(&list_path, i), field))
         .collect()
 }
 
-fn condition(v: &Value, path: &str) -> Result<Condition, PolicyError> {
+fn condition(v: &Value, path: &str, field: &str) -> Result<Condition, PolicyError> {
     let map = object(
         v,
         path,
@@ -258,12 +258,17 @@ fn condition(v: &Value, path: &str) -> Result<Condition, PolicyError> {
             format!("{msg}, found {}", describe(operand)),
         )
     })?;
-    let summary = format!("{} {} {}", arg_path.as_str(), op_name, operand);
+    let because = match field {
+        "require" => "requirement not met:",
+        "deny_if" => "denied because",
+        _ => "needs approval because",
+    };
+    let fallback = format!("{because} {} {op_name} {operand}", arg_path.as_str());
     Ok(Condition {
         path: arg_path,
         op,
         reason: optional_string(map, path, "reason")?.map(Arc::from),
-        summary: summary.into(),
+        fallback: fallback.into(),
     })
 }
 

@@ -1,0 +1,119 @@
+//! [`ToolCall`]: one `tools/call` as the engine sees it.
+
+use crate::policy::Scope;
+use serde_json::Value;
+
+/// One tool call to evaluate: the tool's name, who is calling, and its arguments.
+///
+/// A `ToolCall` borrows everything it holds; building one allocates nothing and it is
+/// `Copy`. Identity ids are optional, but a limit scoped to an id the call lacks denies
+/// the call. An empty id counts as missing.
+///
+/// ```
+/// use mcp_policy::ToolCall;
+/// use serde_json::json;
+///
+/// let args = json!({"ticket_id": 7, "status": "Open"});
+/// let call = ToolCall::new("whmcs_update_ticket")
+///     .grant("g1")
+///     .session("s1")
+///     .arguments(&args);
+/// assert_eq!(call.name(), "whmcs_update_ticket");
+/// assert_eq!(call.grant_id(), Some("g1"));
+/// assert!(!call.is_approved());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ToolCall<'a> {
+    name: &'a str,
+    grant: Option<&'a str>,
+    agent: Option<&'a str>,
+    session: Option<&'a str>,
+    arguments: Option<&'a Value>,
+    approved: bool,
+}
+
+impl<'a> ToolCall<'a> {
+    /// A call of the tool `name`, with no identity, no arguments, not approved.
+    pub fn new(name: &'a str) -> ToolCall<'a> {
+        ToolCall {
+            name,
+            grant: None,
+            agent: None,
+            session: None,
+            arguments: None,
+            approved: false,
+        }
+    }
+
+    /// Sets the grant id: the credential the agent calls with.
+    pub fn grant(mut self, id: &'a str) -> ToolCall<'a> {
+        self.grant = Some(id);
+        self
+    }
+
+    /// Sets the agent id.
+    pub fn agent(mut self, id: &'a str) -> ToolCall<'a> {
+        self.agent = Some(id);
+        self
+    }
+
+    /// Sets the session id.
+    pub fn session(mut self, id: &'a str) -> ToolCall<'a> {
+        self.session = Some(id);
+        self
+    }
+
+    /// Sets the call's arguments (normally a JSON object).
+    pub fn arguments(mut self, arguments: &'a Value) -> ToolCall<'a> {
+        self.arguments = Some(arguments);
+        self
+    }
+
+    /// Marks whether a person approved this call. The gateway sets it when it re-submits
+    /// a call that was answered with `RequireApproval`.
+    pub fn approved(mut self, approved: bool) -> ToolCall<'a> {
+        self.approved = approved;
+        self
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The grant id, if set and not empty.
+    pub fn grant_id(&self) -> Option<&'a str> {
+        self.grant.filter(|id| !id.is_empty())
+    }
+
+    /// The agent id, if set and not empty.
+    pub fn agent_id(&self) -> Option<&'a str> {
+        self.agent.filter(|id| !id.is_empty())
+    }
+
+    /// The session id, if set and not empty.
+    pub fn session_id(&self) -> Option<&'a str> {
+        self.session.filter(|id| !id.is_empty())
+    }
+
+    /// The call's arguments, if any.
+    pub fn args(&self) -> Option<&'a Value> {
+        self.arguments
+    }
+
+    /// Whether a person approved the call.
+    pub fn is_approved(&self) -> bool {
+        self.approved
+    }
+
+    /// The id that keys a counter of `scope`: `""` for [`Scope::Global`], `None` when the
+    /// call lacks that id.
+    pub fn scope_id(&self, scope: Scope) -> Option<&'a str> {
+        match scope {
+            Scope::Grant => self.grant_id(),
+            Scope::Session => self.session_id(),
+            Scope::Agent => self.agent_id(),
+            Scope::Global => Some(""),
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! [`Decision`]: what the engine answers for one call, with what an audit log needs.
+
+use crate::clock::Timestamp;
+use crate::policy::{Counter, Scope};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The engine's answer for one tool call.
+///
+/// The lifetime `'a` is that of the [`ToolCall`](crate::ToolCall)'s strings, which the
+/// decision borrows instead of copying; [`into_owned`](Decision::into_owned) detaches it.
+///
+/// ```
+/// use mcp_policy::{Decision, Engine, Policy, ToolCall};
+///
+/// let policy: Policy = r#"{"version": "1", "tools": {
+///     "whmcs_close_client": {"action": "deny", "reason": "never automated"}
+/// }}"#.parse()?;
+/// let engine = Engine::new(policy);
+/// let decision = engine.evaluate(&ToolCall::new("whmcs_close_client"));
+/// match &decision {
+///     Decision::Deny { reason, .. } => assert_eq!(reason, "never automated"),
+///     other => panic!("unexpected {other}"),
+/// }
+/// assert_eq!(decision.to_string(), "denied: whmcs_close_client: never automated");
+/// assert_eq!(serde_json::to_value(&decision)?["code"], "rule_denied");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub enum Decision<'a> {
+    /// Let the call through. If it had limits, each recorded its cost; see
+    /// [`Engine::refund`](crate::Engine::refund).
+    Allow {
+        /// The tool called.
+        tool: Cow<'a, str>,
+        /// The key of the matched rule; `None` when the policy default allowed it.
+        rule: Option<Arc<str>>,
+        /// What the call's limits recorded.
+        usage: Usage<'a>,
+    },
+    /// Refuse the call.
+    Deny {
+        /// The tool called.
+        tool: Cow<'a, str>,
+        /// The key of the matched rule, if any.
+        rule: Option<Arc<str>>,
+        /// Why, as a stable machine-readable code.
+        code: DenyCode,
+        /// Why, for a person or an agent: the policy's most specific reason.
+        reason: Reason,
+        /// The limit concerned, for denials about a limit (missing id, bad cost).
+        limit: Option<LimitInfo<'a>>,
+    },
+    /// A limit has no room for the call now; it may pass after `retry_after`.
+    Limit {
+        /// The tool called.
+        tool: Cow<'a, str>,
+        /// The key of the matched rule, if any.
+        rule: Option<Arc<str>>,
+        /// The limit with the longest wait.
+        limit: LimitInfo<'a>,
+        /// How long until that limit has room for this call.
+        retry_after: Duration,
+    },
+    /// A person must approve the call; re-submit it with
+    /// [`ToolCall::approved`](crate::ToolCall::approved) once they have.
+    RequireApproval {
+        /// The tool called.
+        tool: Cow<'a, str>,
+        /// The key of the matched rule, if any.
+        rule: Option<Arc<str>>,
+        /// Why approval is needed.
+        reason: Reason,
+    },
+}
+
+impl<'a> Decision<'a> {
+    /// Whether the call may go ahead.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+
+    /// How long to wait before retrying, for [`Decision::Limit`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Decision::Limit { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The tool the decision is about.
+    pub fn tool(&self) -> &str {
+        match self {
+            Decision::Allow { tool, .. }
+            | Decision::Deny { tool, .. }
+            | Decision::Limit { tool, .. }
+            | Decision::RequireApproval { tool, .. } => tool,
+        }
+    }
+
+    /// The key of the matched rule; `None` when no rule matched (the default decided, or
+    /// the tool is hidden).
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule, .. }
+            | Decision::Limit { rule, .. }
+            | Decision::RequireApproval { rule, .. } => rule.as_deref(),
+        }
+    }
+
+    /// A stable machine-readable code: `"allowed"`, `"rate_limited"`,
+    /// `"approval_required"`, or the [`DenyCode`] of a denial.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allowed",
+            Decision::Deny { code, .. } => code.as_str(),
+            Decision::Limit { .. } => "rate_limited",
+            Decision::RequireApproval { .. } => "approval_required",
+        }
+    }
+
+    /// The limit the decision is about, if any.
+    pub fn limit(&self) -> Option<&LimitInfo<'a>> {
+        match self {
+            Decision::Limit { limit, .. } => Some(limit),
+            Decision::Deny { limit, .. } => limit.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The decision with every borrowed string copied, free of the call's lifetime, for a
+    /// gateway that keeps it until the server answers.
+    pub fn into_owned(self) -> Decision<'static> {
+        let own = |tool: Cow<'a, str>| Cow::Owned(tool.into_owned());
+        match self {
+            Decision::Allow { tool, rule, usage } => Decision::Allow {
+                tool: own(tool),
+                rule,
+                usage: usage.into_owned(),
+            },
+            Decision::Deny {
+                tool,
+                rule,
+                code,
+                reason,
+                limit,
+            } => Decision::Deny {
+                tool: own(tool),
+                rule,
+                code,
+                reason,
+                limit: limit.map(LimitInfo::into_owned),
+            },
+            Decision::Limit {
+                tool,
+                rule,
+                limit,
+                retry_after,
+            } => Decision::Limit {
+                tool: own(tool),
+                rule,
+                limit: limit.into_owned(),
+                retry_after,
+            },
+            Decision::RequireApproval { tool, rule, reason } => Decision::RequireApproval {
+                tool: own(tool),
+                rule,
+                reason,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Decision<'_> {
+    /// One line a person or an agent can act on.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Allow { tool, rule, .. } => match rule {
+                Some(rule) => write!(f, "allowed: {tool} (rule \"{rule}\")"),
+                None => write!(f, "allowed: {tool} (policy default)"),
+            },
+            Decision::Deny { tool, reason, .. } => write!(f, "denied: {tool}: {reason}"),
+            Decision::Limit {
+                tool,
+                limit,
+                retry_after,
+                ..
+            } => write!(
+                f,
+                "rate limited: {tool}: {limit}; retry in {}",
+                Seconds(*retry_after)
+            ),
+            Decision::RequireApproval { tool, reason, .. } => {
+                write!(f, "needs approval: {tool}: {reason}")
+            }
+        }
+    }
+}
+
+impl Serialize for Decision<'_> {
+    /// A flat audit record: `decision`, `code`, `tool`, `rule`, and as they apply
+    /// `reason`, `limit`, `retry_after_ms`, `charged`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let kind = match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::Limit { .. } => "limit",
+            Decision::RequireApproval { .. } => "require_approval",
+        };
+        map.serialize_entry("decision", kind)?;
+        map.serialize_entry("code", self.code())?;
+        map.serialize_entry("tool", self.tool())?;
+        map.serialize_entry("rule", &self.rule())?;
+        match self {
+            Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
+                map.serialize_entry("reason", reason)?;
+            }
+            Decision::Limit { .. } => map.serialize_entry("reason", &self.to_string())?,
+            Decision::Allow { usage, .. } => map.serialize_entry("charged", usage)?,
+        }
+        if let Some(limit) = self.limit() {
+            map.serialize_entry("limit", limit)?;
+        }
+        if let Some(wait) = self.retry_after() {
+            map.serialize_entry(
+                "retry_after_ms",
+                &u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// Why a call was denied, as a stable code for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyCode {
+    /// The tool is listed in `hide`.
+    Hidden,
+    /// The matched rule's action is `deny`.
+    RuleDenied,
+    /// No rule matched and the default is `deny`.
+    DefaultDenied,
+    /// A `require` condition did not hold.
+    RequirementFailed,
+    /// A `deny_if` condition held.
+    DenyCondition,
+    /// A limit is scoped to an id (grant, agent, session) the call lacks.
+    MissingIdentity,
+    /// A limit's `cost` argument is absent or not a non-negative integer.
+    InvalidCost,
+    /// The call costs more than a limit's `max`: it can never pass.
+    CostExceedsMax,
+    /// The counter store failed and the engine fails closed.
+    StoreFailed,
+}
+
+impl DenyCode {
+    /// The code as text: `"hidden"`, `"rule_denied"`, `"default_denied"`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::Hidden => "hidden",
+            DenyCode::RuleDenied => "rule_denied",
+            DenyCode::DefaultDenied => "default_denied",
+            DenyCode::RequirementFailed => "requirement_failed",
+            DenyCode::DenyCondition => "deny_condition",
+            DenyCode::MissingIdentity => "missing_identity",
+            DenyCode::InvalidCost => "invalid_cost",
+            DenyCode::CostExceedsMax => "cost_exceeds_max",
+            DenyCode::StoreFailed => "store_failed",
+        }
+    }
+}
+
+impl fmt::Display for DenyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text of a reason: taken from the policy without copying, or composed for the call.
+/// Derefs to `str`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(ReasonText);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReasonText {
+    Fixed(&'static str),
+    Shared(Arc<str>),
+    Composed(String),
+}
+
+impl Reason {
+    pub(crate) fn fixed(text: &'static str) -> Reason {
+        Reason(ReasonText::Fixed(text))
+    }
+
+    pub(crate) fn shared(text: &Arc<str>) -> Reason {
+        Reason(ReasonText::Shared(Arc::clone(text)))
+    }
+
+    pub(crate) fn composed(text: String) -> Reason {
+        Reason(ReasonText::Composed(text))
+    }
+
+    /// The reason's text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            ReasonText::Fixed(text) => text,
+            ReasonText::Shared(text) => text,
+            ReasonText::Composed(text) => text,
+        }
+    }
+}
+
+impl Deref for Reason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Reason {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Reason {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The limit a decision is about: its counter, whose count it is, and its numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitInfo<'a> {
+    pub(crate) counter: Arc<Counter>,
+    pub(crate) scope_id: Option<Cow<'a, str>>,
+    pub(crate) max: u64,
+    pub(crate) cost: Option<u64>,
+}
+
+impl LimitInfo<'_> {
+    /// The counter: name, window, scope.
+    pub fn counter(&self) -> &Counter {
+        &self.counter
+    }
+
+    /// The id the count is kept for (`""` for a global counter); `None` when the call
+    /// lacked it.
+    pub fn scope_id(&self) -> Option<&str> {
+        self.scope_id.as_deref()
+    }
+
+    /// Units the limit admits per window.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The window's length.
+    pub fn window(&self) -> Duration {
+        self.counter.window()
+    }
+
+    /// Units the call would have used, when known.
+    pub fn cost(&self) -> Option<u64> {
+        self.cost
+    }
+
+    fn into_owned(self) -> LimitInfo<'static> {
+        LimitInfo {
+            counter: self.counter,
+            scope_id: self.scope_id.map(|id| Cow::Owned(id.into_owned())),
+            max: self.max,
+            cost: self.cost,
+        }
+    }
+}
+
+impl fmt::Display for LimitInfo<'_> {
+    /// `counter "x" admits 30 per minute per grant "g1"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "counter \"{}\" admits {} per {}",
+            self.counter.name(),
+            self.max,
+            WindowText(self.counter.window_secs())
+        )?;
+        match (self.counter.scope(), &self.scope_id) {
+            (Scope::Global, _) => f.write_str(" in total"),
+            (scope, Some(id)) => write!(f, " per {scope} \"{id}\""),
+            (scope, None) => write!(f, " per {scope}"),
+        }
+    }
+}
+
+impl Serialize for LimitInfo<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("counter", self.counter.name())?;
+        map.serialize_entry("scope", &self.counter.scope())?;
+        map.serialize_entry("scope_id", &self.scope_id)?;
+        map.serialize_entry("max", &self.max)?;
+        map.serialize_entry("window_secs", &self.counter.window_secs())?;
+        if let Some(cost) = self.cost {
+            map.serialize_entry("cost", &cost)?;
+        }
+        map.end()
+    }
+}
+
+/// What an allowed call recorded in its counters, so [`Engine::refund`] can give it back.
+///
+/// [`Engine::refund`]: crate::Engine::refund
+#[derive(Debug)]
+pub struct Usage<'a> {
+    pub(crate) at: Timestamp,
+    pub(crate) charges: Charges<'a>,
+    pub(crate) refunded: AtomicBool,
+}
+
+impl<'a> Usage<'a> {
+    pub(crate) fn none() -> Usage<'a> {
+        Usage::recorded(Timestamp::EPOCH, Charges::default())
+    }
+
+    pub(crate) fn recorded(at: Timestamp, charges: Charges<'a>) -> Usage<'a> {
+        Usage {
+            at,
+            charges,
+            refunded: AtomicBool::new(false),
+        }
+    }
+
+    /// When the call was recorded.
+    pub fn recorded_at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// Each counter charged, the id it was charged for, and how many units.
+    pub fn charges(&self) -> impl Iterator<Item = (&Counter, &str, u64)> {
+        self.charges
+            .iter()
+            .map(|c| (&*c.counter, &*c.scope_id, c.cost))
+    }
+
+    /// Whether it was refunded already.
+    pub fn is_refunded(&self) -> bool {
+        self.refunded.load(Ordering::Acquire)
+    }
+
+    /// Marks the usage refunded; `true` the first time only.
+    pub(crate) fn take_refund(&self) -> bool {
+        !self.refunded.swap(true, Ordering::AcqRel)
+    }
+
+    fn into_owned(self) -> Usage<'static> {
+        let mut charges = Charges::default();
+        for charge in self.charges.iter() {
+            charges.push(Charge {
+                counter: Arc::clone(&charge.counter),
+                scope_id: Cow::Owned(charge.scope_id.to_string()),
+                cost: charge.cost,
+            });
+        }
+        Usage {
+            at: self.at,
+            charges,
+            refunded: AtomicBool::new(self.refunded.into_inner()),
+        }
+    }
+}
+
+impl Serialize for Usage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        for (counter, scope_id, cost) in self.charges() {
+            seq.serialize_element(&serde_json::json!({
+                "counter": counter.name(), "scope_id": scope_id, "cost": cost,
+            }))?;
+        }
+        seq.end()
+    }
+}
+
+/// One counter charge.
+#[derive(Debug)]
+pub(crate) struct Charge<'a> {
+    pub(crate) counter: Arc<Counter>,
+    pub(crate) scope_id: Cow<'a, str>,
+    pub(crate) cost: u64,
+}
+
+/// The charges of one call: a few inline, more on the heap.
+#[derive(Debug, Default)]
+pub(crate) struct Charges<'a> {
+    inline: [Option<Charge<'a>>; 4],
+    heap: Vec<Charge<'a>>,
+}
+
+impl<'a> Charges<'a> {
+    pub(crate) fn push(&mut self, charge: Charge<'a>) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(charge),
+            None => self.heap.push(charge),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Charge<'a>> {
+        self.inline.iter().flatten().chain(&self.heap)
+    }
+}
+
+/// A window's length for people: `minute`, `3 hours`, `90 s`.
+struct WindowText(u64);
+
+impl fmt::Display for WindowText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("second"),
+            60 => f.write_str("minute"),
+            3600 => f.write_str("hour"),
+            86_400 => f.write_str("day"),
+            secs if secs % 86_400 == 0 => write!(f, "{} days", secs / 86_400),
+            secs if secs % 3600 == 0 => write!(f, "{} hours", secs / 3600),
+            secs if secs % 60 == 0 => write!(f, "{} minutes", secs / 60),
+            secs => write!(f, "{secs} s"),
+        }
+    }
+}
+
+/// A wait rounded up to a tenth of a second, so an agent never retries too early.
+pub(crate) struct Seconds(pub(crate) Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = self.0.as_nanos().div_ceil(100_000_000);
+        write!(f, "{}.{} s", tenths / 10, tenths % 10)
+    }
+}

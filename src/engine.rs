@@ -1,0 +1,436 @@
+//! [`Engine`]: evaluates calls against a policy, with counters from a store.
+
+use crate::call::ToolCall;
+use crate::clock::{Clock, SystemClock};
+use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, Usage};
+use crate::inline_vec::InlineVec;
+use crate::policy::{Action, Condition, Cost, Limit, Policy, Rule};
+use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
+use parking_lot::RwLock;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Limits per call checked without allocating.
+const INLINE_LIMITS: usize = 8;
+
+/// The policy engine: one per gateway, shared by every request thread.
+///
+/// Evaluation follows DESIGN.md §2: hidden tools are denied; the matching rule (or the
+/// default) may deny; `require`/`deny_if` of the rule, then of `all_tools`, may deny;
+/// `approve_if` or a `require_approval` action holds unapproved calls; finally every
+/// limit is checked and recorded atomically.
+///
+/// ```
+/// use mcp_policy::{Decision, Engine, ManualClock, Policy, ToolCall};
+/// use std::time::Duration;
+///
+/// let policy: Policy = r#"{"version": "1", "tools": {
+///     "whmcs_update_ticket": {"limits": [{"window": "minute", "max": 2}]}
+/// }}"#.parse()?;
+/// let clock = ManualClock::new();
+/// let engine = Engine::builder(policy).clock(clock.clone()).build();
+/// let call = ToolCall::new("whmcs_update_ticket").grant("g1");
+///
+/// assert!(engine.evaluate(&call).is_allowed());
+/// assert!(engine.evaluate(&call).is_allowed());
+/// let refused = engine.evaluate(&call);
+/// assert!(matches!(refused, Decision::Limit { .. }));
+/// clock.advance(refused.retry_after().unwrap());
+/// assert!(engine.evaluate(&call).is_allowed());
+/// # Ok::<(), mcp_policy::PolicyError>(())
+/// ```
+pub struct Engine {
+    policy: RwLock<Arc<Policy>>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn CounterStore>,
+    fail_open: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policy", &*self.policy.read())
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Engine`]: its clock, its counter store, and whether store failures
+/// fail open.
+#[must_use]
+pub struct EngineBuilder {
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn CounterStore>,
+    fail_open: bool,
+}
+
+impl EngineBuilder {
+    /// Uses `clock` for time (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> EngineBuilder {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Keeps counts in `store` (default: a new [`MemoryStore`]). Pass an `Arc` to share
+    /// one store between engines.
+    pub fn store(mut self, store: impl CounterStore + 'static) -> EngineBuilder {
+        self.store = Arc::new(store);
+        self
+    }
+
+    /// When the store fails, allow calls (without counting them) instead of denying them.
+    /// Off by default: a broken store then denies every call that has limits.
+    pub fn fail_open(mut self, fail_open: bool) -> EngineBuilder {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            policy: RwLock::new(Arc::new(self.policy)),
+            clock: self.clock,
+            store: self.store,
+            fail_open: self.fail_open,
+        }
+    }
+}
+
+impl Engine {
+    /// An engine with the system clock and an in-memory store.
+    pub fn new(policy: Policy) -> Engine {
+        Engine::builder(policy).build()
+    }
+
+    /// Starts configuring an engine for `policy`.
+    pub fn builder(policy: Policy) -> EngineBuilder {
+        EngineBuilder {
+            policy,
+            clock: Arc::new(SystemClock::new()),
+            store: Arc::new(MemoryStore::new()),
+            fail_open: false,
+        }
+    }
+
+    /// Decides `call` and, if it is allowed, records its cost in every limit.
+    ///
+    /// Cost: with the default store and a counter key that exists, no heap allocation;
+    /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
+    pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
+        let policy = self.policy.read();
+        self.decide(&policy, call, true)
+    }
+
+    /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.
+    pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
+        let policy = self.policy.read();
+        self.decide(&policy, call, false)
+    }
+
+    /// Gives back what an `Allow` recorded, for a call the upstream server failed, so it
+    /// does not use quota. Does nothing for other decisions, for a decision refunded
+    /// before, and for units whose window has passed.
+    ///
+    /// # Errors
+    /// The store's error, if it could not be reached.
+    pub fn refund(&self, decision: &Decision<'_>) -> Result<(), StoreError> {
+        let Decision::Allow { usage, .. } = decision else {
+            return Ok(());
+        };
+        if usage.charges.iter().next().is_none() || !usage.take_refund() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        for charge in usage.charges.iter() {
+            let key = CounterKey {
+                counter: &charge.counter,
+                scope_id: &charge.scope_id,
+            };
+            self.store.release(now, key, usage.at, charge.cost)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the policy. Counts survive for every counter whose name, window and scope
+    /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
+    /// never a mix.
+    pub fn reload(&self, policy: Policy) {
+        *self.policy.write() = Arc::new(policy);
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read())
+    }
+
+    fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision<'a> {
+        let tool = call.name();
+        let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
+            tool: Cow::Borrowed(tool),
+            rule: rule.map(|r| Arc::clone(&r.key)),
+            code,
+            reason,
+            limit: None,
+        };
+
+        // 1. Hidden.
+        if policy.is_hidden(tool) {
+            return deny(
+                None,
+                DenyCode::Hidden,
+                Reason::fixed("this tool is hidden by the policy"),
+            );
+        }
+        // 2. Match.
+        let rule = policy.rule(tool);
+        let action = rule.map_or(policy.default, |r| r.action);
+        // 3. Deny.
+        if action == Action::Deny {
+            return match rule {
+                Some(r) => deny(
+                    rule,
+                    DenyCode::RuleDenied,
+                    rule_reason(r, "denied by the policy"),
+                ),
+                None => deny(
+                    None,
+                    DenyCode::DefaultDenied,
+                    Reason::fixed("no rule allows this tool, and the policy denies by default"),
+                ),
+            };
+        }
+        let args = call.args();
+        let sections = || rule.into_iter().chain(std::iter::once(&policy.all_tools));
+        for section in sections() {
+            if let Some(c) = section.require.iter().find(|c| !c.holds(args)) {
+                return deny(
+                    rule,
+                    DenyCode::RequirementFailed,
+                    condition_reason(c, section),
+                );
+            }
+            if let Some(c) = section.deny_if.iter().find(|c| c.holds(args)) {
+                return deny(rule, DenyCode::DenyCondition, condition_reason(c, section));
+            }
+        }
+        // 4. Approval.
+        if !call.is_approved() {
+            let reason = if action == Action::RequireApproval {
+                Some(match rule {
+                    Some(r) => rule_reason(r, "this tool needs a person's approval"),
+                    None => Reason::fixed(
+                        "no rule matches this tool, and the policy requires approval by default",
+                    ),
+                })
+            } else {
+                sections().find_map(|section| {
+                    section
+                        .approve_if
+                        .iter()
+                        .find(|c| c.holds(args))
+                        .map(|c| condition_reason(c, section))
+                })
+            };
+            if let Some(reason) = reason {
+                return Decision::RequireApproval {
+                    tool: Cow::Borrowed(tool),
+                    rule: rule.map(|r| Arc::clone(&r.key)),
+                    reason,
+                };
+            }
+        }
+        // 5. Limits.
+        let limits = rule
+            .into_iter()
+            .flat_map(Rule::all_limits)
+            .chain(policy.all_tools.all_limits());
+        self.check_limits(limits, rule, call, record)
+    }
+
+    fn check_limits<'p, 'a>(
+        &self,
+        limits: impl Iterator<Item = &'p Limit>,
+        rule: Option<&Rule>,
+        call: &ToolCall<'a>,
+        record: bool,
+    ) -> Decision<'a> {
+        let tool = Cow::Borrowed(call.name());
+        let rule_key = rule.map(|r| Arc::clone(&r.key));
+        let mut limits = limits.peekable();
+        let Some(first) = limits.peek().copied() else {
+            return Decision::Allow {
+                tool,
+                rule: rule_key,
+                usage: Usage::none(),
+            };
+        };
+        let filler = LimitRequest {
+            key: CounterKey {
+                counter: &first.counter,
+                scope_id: "",
+            },
+            max: 1,
+            cost: 0,
+        };
+        let mut requests = InlineVec::<LimitRequest<'_>, INLINE_LIMITS>::new(filler);
+        let mut sources = InlineVec::<&Limit, INLINE_LIMITS>::new(first);
+        for limit in limits {
+            let info = |scope_id: Option<&'a str>, cost| LimitInfo {
+                counter: Arc::clone(&limit.counter),
+                scope_id: scope_id.map(Cow::Borrowed),
+                max: limit.max,
+                cost,
+            };
+            let deny = |code, reason: String, info| Decision::Deny {
+                tool: Cow::Borrowed(call.name()),
+                rule: rule.map(|r| Arc::clone(&r.key)),
+                code,
+                reason: Reason::composed(reason),
+                limit: Some(info),
+            };
+            let scope = limit.counter.scope();
+            let Some(scope_id) = call.scope_id(scope) else {
+                return deny(
+                    DenyCode::MissingIdentity,
+                    format!(
+                        "counter \"{}\" counts calls per {scope}, but the call has no {scope} id",
+                        limit.counter.name()
+                    ),
+                    info(None, None),
+                );
+            };
+            let cost = match call_cost(&limit.cost, call.args()) {
+                Ok(cost) => cost,
+                Err(why) => {
+                    return deny(DenyCode::InvalidCost, why, info(Some(scope_id), None));
+                }
+            };
+            if cost > limit.max {
+                return deny(
+                    DenyCode::CostExceedsMax,
+                    format!(
+                        "this call costs {cost} units but counter \"{}\" admits at most {} per \
+                         window, so it can never pass",
+                        limit.counter.name(),
+                        limit.max
+                    ),
+                    info(Some(scope_id), Some(cost)),
+                );
+            }
+            requests.push(LimitRequest {
+                key: CounterKey {
+                    counter: &limit.counter,
+                    scope_id,
+                },
+                max: limit.max,
+                cost,
+            });
+            sources.push(limit);
+        }
+
+        let now = self.clock.now();
+        let requests = requests.as_slice();
+        let answer = if record {
+            self.store.acquire(now, requests)
+        } else {
+            self.store.peek(now, requests)
+        };
+        let refused = |index: usize, retry_after| {
+            let request = requests.get(index)?;
+            let limit = sources.as_slice().get(index)?;
+            Some(Decision::Limit {
+                tool: Cow::Borrowed(call.name()),
+                rule: rule.map(|r| Arc::clone(&r.key)),
+                limit: LimitInfo {
+                    counter: Arc::clone(&limit.counter),
+                    scope_id: call.scope_id(limit.counter.scope()).map(Cow::Borrowed),
+                    max: request.max,
+                    cost: Some(request.cost),
+                },
+                retry_after,
+            })
+        };
+        let error = match answer {
+            Ok(Admission::Admitted { at }) => {
+                let mut charges = Charges::default();
+                if record {
+                    for (request, limit) in requests.iter().zip(sources.as_slice()) {
+                        let scope_id = call.scope_id(limit.counter.scope()).unwrap_or_default();
+                        charges.push(Charge {
+                            counter: Arc::clone(&limit.counter),
+                            scope_id: Cow::Borrowed(scope_id),
+                            cost: request.cost,
+                        });
+                    }
+                }
+                return Decision::Allow {
+                    tool,
+                    rule: rule_key,
+                    usage: Usage::recorded(at, charges),
+                };
+            }
+            Ok(Admission::Refused { limit, retry_after }) => match refused(limit, retry_after) {
+                Some(decision) => return decision,
+                None => StoreError::new(
+                    "counter",
+                    format!("refused limit {limit}, which does not exist"),
+                ),
+            },
+            Err(error) => error,
+        };
+        if self.fail_open {
+            return Decision::Allow {
+                tool,
+                rule: rule_key,
+                usage: Usage::none(),
+            };
+        }
+        Decision::Deny {
+            tool,
+            rule: rule_key,
+            code: DenyCode::StoreFailed,
+            reason: Reason::composed(error.to_string()),
+            limit: None,
+        }
+    }
+}
+
+/// The rule's own reason, else `fallback`.
+fn rule_reason(rule: &Rule, fallback: &'static str) -> Reason {
+    match &rule.reason {
+        Some(reason) => Reason::shared(reason),
+        None => Reason::fixed(fallback),
+    }
+}
+
+/// The most specific reason for a condition: its own, its rule's, or a description.
+fn condition_reason(condition: &Condition, section: &Rule) -> Reason {
+    let text = condition
+        .reason
+        .as_ref()
+        .or(section.reason.as_ref())
+        .unwrap_or(&condition.fallback);
+    Reason::shared(text)
+}
+
+/// The units a call uses, or why its `cost` argument cannot be used.
+fn call_cost(cost: &Cost, args: Option<&Value>) -> Result<u64, String> {
+    let path = match cost {
+        Cost::Fixed(units) => return Ok(*units),
+        Cost::Argument(path) => path,
+    };
+    match path.resolve(args) {
+        None => Err(format!(
+            "the cost argument {} is missing; it must be a non-negative integer",
+            path.as_str()
+        )),
+        Some(value) => value.as_u64().ok_or_else(|| {
+            format!(
+                "the cost argument {} must be a non-negative integer, found {value}",
+                path.as_str()
+            )
+        }),
+    }
+}

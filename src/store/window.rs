@@ -1,0 +1,234 @@
+//! The sliding-window counter behind every limit.
+//!
+//! # Algorithm
+//!
+//! A window of length `W` is split into sub-buckets of width `W/16`, aligned to absolute
+//! time (bucket `b` covers `[b·W/16, (b+1)·W/16)`). A call recorded in bucket `b` is
+//! treated as if it happened at the *end* of that bucket, so the current bucket and the 16
+//! before it are live: a call at time `t` in bucket `b` is admitted when the units in
+//! buckets `b-16 ..= b`, plus its cost, are at most `max`.
+//!
+//! # Guarantees (for one key, with window `W` and limit `max`)
+//!
+//! - **Safety, exact.** Any interval of length `W` touches at most 17 consecutive
+//!   buckets, and the last call admitted in it saw all 17 when it was checked, so no
+//!   interval of length `W` ever holds more than `max` admitted units.
+//! - **Liveness, within `W/16`.** The live buckets start at most `W·(1 + 1/16)` before
+//!   now, so a call is admitted whenever what was admitted in the preceding
+//!   `W·(1 + 1/16)`, plus its cost, is at most `max`.
+//! - **`retry_after` ≤ `W·(1 + 1/16)`**: the time until enough of the oldest buckets have
+//!   expired; repeating the call then (with nothing admitted meanwhile) admits it.
+//!
+//! Memory is constant per key: 17 counts and two words. Time that goes backwards is
+//! treated as the newest time seen, so a clock that jumps back can neither panic nor
+//! re-open budget.
+
+use std::time::Duration;
+
+/// Sub-buckets per window.
+pub(crate) const SUB_BUCKETS: u64 = 16;
+/// Live buckets: the current one and the 16 before it.
+const SLOTS: usize = SUB_BUCKETS as usize + 1;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// The width of one sub-bucket in nanoseconds. Exact: a second is 2^9·5^9 ns.
+pub(crate) fn bucket_width_nanos(window_secs: u64) -> u64 {
+    window_secs.saturating_mul(NANOS_PER_SEC) / SUB_BUCKETS
+}
+
+/// Counts for one (counter, scope id) key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlidingWindow {
+    /// The newest bucket index seen.
+    head: u64,
+    /// Units per bucket, at `bucket % 17`.
+    counts: [u64; SLOTS],
+    /// Sum of `counts`.
+    total: u64,
+}
+
+impl SlidingWindow {
+    pub(crate) fn new(bucket: u64) -> SlidingWindow {
+        SlidingWindow {
+            head: bucket,
+            counts: [0; SLOTS],
+            total: 0,
+        }
+    }
+
+    /// The newest bucket seen.
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Units live in the window.
+    #[cfg(test)]
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Moves the window forward to `bucket`, dropping buckets that left it. A bucket
+    /// older than the head (a clock that went back) leaves the window as it is.
+    pub(crate) fn advance(&mut self, bucket: u64) {
+        if bucket <= self.head {
+            return;
+        }
+        if bucket - self.head >= SLOTS as u64 {
+            self.counts = [0; SLOTS];
+            self.total = 0;
+        } else {
+            for b in self.head + 1..=bucket {
+                let slot = self.slot_mut(b);
+                let dropped = std::mem::take(slot);
+                self.total -= dropped;
+            }
+        }
+        self.head = bucket;
+    }
+
+    /// Whether `cost` more units fit under `max` right now.
+    pub(crate) fn has_room(&self, cost: u64, max: u64) -> bool {
+        self.total.saturating_add(cost) <= max
+    }
+
+    /// Adds `cost` units to the newest bucket.
+    pub(crate) fn record(&mut self, cost: u64) {
+        let head = self.head;
+        *self.slot_mut(head) += cost;
+        self.total += cost;
+    }
+
+    /// Gives back up to `cost` units recorded in `bucket`, if that bucket is still live.
+    pub(crate) fn release(&mut self, bucket: u64, cost: u64) {
+        if bucket > self.head || self.head - bucket >= SLOTS as u64 {
+            return;
+        }
+        let slot = self.slot_mut(bucket);
+        let returned = cost.min(*slot);
+        *slot -= returned;
+        self.total -= returned;
+    }
+
+    /// How long from `now_nanos` until `cost` units fit under `max`, given the buckets
+    /// expire in order; `None` if they never fit (`cost > max`).
+    pub(crate) fn retry_after(
+        &self,
+        now_nanos: u64,
+        width: u64,
+        cost: u64,
+        max: u64,
+    ) -> Option<Duration> {
+        if cost > max {
+            return None;
+        }
+        let mut remaining = self.total;
+        // After k more buckets begin, buckets head-16 ..= head-16+k-1 have expired.
+        for k in 1..=SLOTS as u64 {
+            let expiring = self.head.wrapping_add(k).wrapping_sub(SLOTS as u64);
+            if self.head + k >= SLOTS as u64 {
+                remaining -= self.count(expiring);
+            }
+            if remaining.saturating_add(cost) <= max {
+                let at = (self.head + k).saturating_mul(width);
+                return Some(Duration::from_nanos(at.saturating_sub(now_nanos)));
+            }
+        }
+        None
+    }
+
+    /// Whether nothing live remains at `bucket`: the key can be forgotten.
+    pub(crate) fn is_idle_at(&self, bucket: u64) -> bool {
+        self.total == 0 || bucket.saturating_sub(self.head) >= SLOTS as u64
+    }
+
+    fn count(&self, bucket: u64) -> u64 {
+        self.counts
+            .get((bucket % SLOTS as u64) as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn slot_mut(&mut self, bucket: u64) -> &mut u64 {
+        let index = (bucket % SLOTS as u64) as usize;
+        // `index < SLOTS` always; the fallback keeps the code free of panics.
+        match self.counts.get_mut(index) {
+            Some(slot) => slot,
+            None => &mut self.total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_max_within_the_window() {
+        let mut w = SlidingWindow::new(100);
+        for _ in 0..3 {
+            assert!(w.has_room(1, 3));
+            w.record(1);
+        }
+        assert!(!w.has_room(1, 3));
+    }
+
+    #[test]
+    fn buckets_expire_after_sixteen_more_begin() {
+        let mut w = SlidingWindow::new(100);
+        w.record(3);
+        w.advance(116);
+        assert_eq!(w.total(), 3, "bucket 100 is still live at 116");
+        w.advance(117);
+        assert_eq!(w.total(), 0);
+    }
+
+    #[test]
+    fn retry_after_points_at_the_first_bucket_with_room() {
+        let mut w = SlidingWindow::new(100);
+        w.record(2);
+        w.advance(105);
+        w.record(1);
+        // Bucket width 1 ns, now = 105 ns, max 3 and full: room comes back when bucket
+        // 100 expires, at the start of bucket 117.
+        let now = 105;
+        assert_eq!(
+            w.retry_after(now, 1, 1, 3),
+            Some(Duration::from_nanos(117 - 105))
+        );
+        assert_eq!(
+            w.retry_after(now, 1, 3, 3),
+            Some(Duration::from_nanos(122 - 105))
+        );
+        assert_eq!(w.retry_after(now, 1, 4, 3), None);
+    }
+
+    #[test]
+    fn release_only_touches_live_buckets() {
+        let mut w = SlidingWindow::new(10);
+        w.record(5);
+        w.release(10, 2);
+        assert_eq!(w.total(), 3);
+        w.release(10, 100);
+        assert_eq!(w.total(), 0, "never more than was recorded");
+        w.record(1);
+        w.advance(40);
+        w.release(10, 1);
+        assert_eq!(w.total(), 0);
+    }
+
+    #[test]
+    fn time_going_back_changes_nothing() {
+        let mut w = SlidingWindow::new(50);
+        w.record(1);
+        w.advance(20);
+        assert_eq!(w.head(), 50);
+        assert_eq!(w.total(), 1);
+    }
+
+    #[test]
+    fn bucket_width_is_exact_for_every_window() {
+        for secs in [1, 60, 3600, 86_400, 31_536_000] {
+            assert_eq!(bucket_width_nanos(secs) * SUB_BUCKETS, secs * 1_000_000_000);
+        }
+    }
+}

@@ -89,4 +89,9 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, Usage};
 pub use engine::{Engine, EngineBuilder};
 pub use policy::{Action, Counter, Policy, PolicyError, Scope};
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};

@@ -71,7 +71,27 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub(crate) fn new(name: &str, private: bool, window_secs: u64, scope: Scope) -> Counter {
+    /// A named counter, as a policy's `counter` field makes one. For stores and their
+    /// tests; engines get their counters from the policy. `window_secs` is clamped to
+    /// 1 ..= 31 536 000.
+    ///
+    /// ```
+    /// use mcp_policy::{Counter, Scope};
+    /// use std::time::Duration;
+    ///
+    /// let counter = Counter::new("writes", 60, Scope::Grant);
+    /// assert_eq!(counter.window(), Duration::from_secs(60));
+    /// ```
+    pub fn new(name: &str, window_secs: u64, scope: Scope) -> Counter {
+        Counter::with_identity(name, false, window_secs.clamp(1, MAX_WINDOW_SECS), scope)
+    }
+
+    pub(crate) fn with_identity(
+        name: &str,
+        private: bool,
+        window_secs: u64,
+        scope: Scope,
+    ) -> Counter {
         // The fingerprint is fixed per identity, so stores can hash it once at load time
         // instead of rehashing the name on every call.
         let mut hasher = DefaultHasher::new();

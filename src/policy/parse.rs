@@ -318,7 +318,7 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
         }
     };
     let counter = match map.get("counter") {
-        None => Arc::new(Counter::new(path, true, window_secs, scope)),
+        None => Arc::new(Counter::with_identity(path, true, window_secs, scope)),
         Some(Value::String(name)) => {
             let counter_path = join(path, "counter");
             if name.is_empty() || name.chars().any(char::is_control) {
@@ -430,7 +430,7 @@ impl Counters {
             }
             return Ok(Arc::clone(existing));
         }
-        let counter = Arc::new(Counter::new(name, false, window_secs, scope));
+        let counter = Arc::new(Counter::with_identity(name, false, window_secs, scope));
         self.named
             .insert(name.to_owned(), (Arc::clone(&counter), path.to_owned()));
         Ok(counter)

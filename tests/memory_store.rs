@@ -1,0 +1,191 @@
+//! `MemoryStore` against the reference model, under threads, and as it reclaims keys.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use mcp_policy::{
+    Admission, Counter, CounterKey, CounterStore, Engine, ManualClock, MemoryStore, Policy, Scope,
+    Timestamp, ToolCall,
+};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn memory_store_keeps_the_sliding_window_guarantees(scenario in common::scenarios()) {
+        common::check_scenario(&MemoryStore::new(), &scenario)?;
+    }
+}
+
+#[test]
+fn threads_hammering_one_key_never_admit_more_than_max() {
+    let policy: Policy =
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"hour","max":1000}]}}}"#
+            .parse()
+            .unwrap();
+    let engine = Arc::new(Engine::builder(policy).clock(ManualClock::new()).build());
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, admitted) = (Arc::clone(&engine), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    if engine
+                        .evaluate(&ToolCall::new("t").grant("shared"))
+                        .is_allowed()
+                    {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        1000,
+        "exactly max of 8000 calls"
+    );
+}
+
+#[test]
+fn threads_with_overlapping_multi_limit_calls_never_deadlock_or_over_admit() {
+    let policy: Policy = r#"{"version":"1",
+        "all_tools":{"limits":[{"counter":"all","window":"hour","max":500,"scope":"global"}]},
+        "tools":{"a":{"limits":[{"window":"hour","max":300}]},"b":{"limits":[{"window":"hour","max":300}]}}}"#
+        .parse()
+        .unwrap();
+    let engine = Arc::new(Engine::builder(policy).clock(ManualClock::new()).build());
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (engine, admitted) = (Arc::clone(&engine), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                let tool = if t % 2 == 0 { "a" } else { "b" };
+                for i in 0..500 {
+                    let grant = format!("g{}", i % 2);
+                    if engine
+                        .evaluate(&ToolCall::new(tool).grant(&grant))
+                        .is_allowed()
+                    {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        500,
+        "the global counter caps the total"
+    );
+}
+
+#[test]
+fn a_million_sessions_are_reclaimed_once_their_window_passes() {
+    let store = MemoryStore::new();
+    let counter = Counter::new("per_session", 60, Scope::Session);
+    fn request<'a>(counter: &'a Counter, id: &'a str) -> [mcp_policy::LimitRequest<'a>; 1] {
+        [mcp_policy::LimitRequest {
+            key: CounterKey {
+                counter,
+                scope_id: id,
+            },
+            max: 10,
+            cost: 1,
+        }]
+    }
+    let t0 = Timestamp::from_nanos(1_000_000_000_000);
+    for i in 0..1_000_000 {
+        let id = format!("session-{i}");
+        assert!(matches!(
+            store.acquire(t0, &request(&counter, &id)).unwrap(),
+            Admission::Admitted { .. }
+        ));
+    }
+    assert_eq!(store.len(), 1_000_000);
+
+    // Time moves past the window; new sessions keep arriving and the old ones go.
+    let later = t0.saturating_add(Duration::from_secs(120));
+    for i in 0..1_000_000 {
+        let id = format!("later-{i}");
+        store.acquire(later, &request(&counter, &id)).unwrap();
+    }
+    assert!(
+        store.len() <= 1_000_000,
+        "the old sessions were swept while the store was used: {}",
+        store.len()
+    );
+
+    store.reclaim_expired(later.saturating_add(Duration::from_secs(120)));
+    assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn a_clock_that_goes_backwards_neither_panics_nor_over_admits() {
+    let store = MemoryStore::new();
+    let counter = Counter::new("c", 60, Scope::Grant);
+    let request = [mcp_policy::LimitRequest {
+        key: CounterKey {
+            counter: &counter,
+            scope_id: "g",
+        },
+        max: 3,
+        cost: 1,
+    }];
+    let mut admitted = 0;
+    for t in [100u64, 50, 0, 99, 10, 1, 100, 5] {
+        if let Admission::Admitted { .. } = store
+            .acquire(Timestamp::from_nanos(t * 1_000_000_000), &request)
+            .unwrap()
+        {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+}
+
+#[test]
+fn the_largest_window_and_max_work() {
+    let store = MemoryStore::new();
+    let counter = Counter::new("year", 31_536_000, Scope::Global);
+    let max = 1u64 << 53;
+    let request = |cost| {
+        [mcp_policy::LimitRequest {
+            key: CounterKey {
+                counter: &counter,
+                scope_id: "",
+            },
+            max,
+            cost,
+        }]
+    };
+    let now = Timestamp::from_nanos(u64::MAX / 2);
+    assert!(matches!(
+        store.acquire(now, &request(max - 1)).unwrap(),
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        store.acquire(now, &request(1)).unwrap(),
+        Admission::Admitted { .. }
+    ));
+    let Admission::Refused { retry_after, .. } = store.acquire(now, &request(1)).unwrap() else {
+        panic!()
+    };
+    assert!(retry_after <= Duration::from_secs(31_536_000) * 17 / 16);
+}

@@ -519,10 +519,11 @@ pub(crate) struct Charge<'a> {
     pub(crate) cost: u64,
 }
 
-/// The charges of one call: a few inline, more on the heap.
+/// The charges of one call: two inline (a rule's limit and `all_tools`' are the common
+/// case), more on the heap. Kept small because every `Decision` carries one.
 #[derive(Debug, Default)]
 pub(crate) struct Charges<'a> {
-    inline: [Option<Charge<'a>>; 4],
+    inline: [Option<Charge<'a>>; 2],
     heap: Vec<Charge<'a>>,
 }
 

@@ -5,14 +5,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, Usage};
 use crate::inline_vec::InlineVec;
 use crate::policy::{Action, Condition, Cost, Limit, Policy, Rule};
+use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
-use parking_lot::RwLock;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Limits per call checked without allocating.
-const INLINE_LIMITS: usize = 8;
+const INLINE_LIMITS: usize = 4;
 
 /// The policy engine: one per gateway, shared by every request thread.
 ///
@@ -41,7 +41,7 @@ const INLINE_LIMITS: usize = 8;
 /// # Ok::<(), mcp_policy::PolicyError>(())
 /// ```
 pub struct Engine {
-    policy: RwLock<Arc<Policy>>,
+    policy: PolicyCell,
     clock: Arc<dyn Clock>,
     store: Arc<dyn CounterStore>,
     fail_open: bool,
@@ -50,7 +50,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("policy", &*self.policy.read())
+            .field("policy", &self.policy.current())
             .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
     }
@@ -90,7 +90,7 @@ impl EngineBuilder {
     /// The engine.
     pub fn build(self) -> Engine {
         Engine {
-            policy: RwLock::new(Arc::new(self.policy)),
+            policy: PolicyCell::new(self.policy),
             clock: self.clock,
             store: self.store,
             fail_open: self.fail_open,
@@ -119,14 +119,12 @@ impl Engine {
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
-        let policy = self.policy.read();
-        self.decide(&policy, call, true)
+        self.policy.with(|policy| self.decide(policy, call, true))
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.
     pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
-        let policy = self.policy.read();
-        self.decide(&policy, call, false)
+        self.policy.with(|policy| self.decide(policy, call, false))
     }
 
     /// Gives back what an `Allow` recorded, for a call the upstream server failed, so it
@@ -157,12 +155,12 @@ impl Engine {
     /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
     /// never a mix.
     pub fn reload(&self, policy: Policy) {
-        *self.policy.write() = Arc::new(policy);
+        self.policy.replace(policy);
     }
 
     /// The current policy.
     pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.policy.read())
+        self.policy.current()
     }
 
     fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision<'a> {
@@ -203,7 +201,9 @@ impl Engine {
         }
         let args = call.args();
         let sections = || rule.into_iter().chain(std::iter::once(&policy.all_tools));
-        for section in sections() {
+        let has_conditions =
+            rule.is_some_and(Rule::has_conditions) || policy.all_tools.has_conditions();
+        for section in sections().filter(|_| has_conditions) {
             if let Some(c) = section.require.iter().find(|c| !c.holds(args)) {
                 return deny(
                     rule,
@@ -224,6 +224,8 @@ impl Engine {
                         "no rule matches this tool, and the policy requires approval by default",
                     ),
                 })
+            } else if !has_conditions {
+                None
             } else {
                 sections().find_map(|section| {
                     section
@@ -242,6 +244,13 @@ impl Engine {
             }
         }
         // 5. Limits.
+        if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
+            return Decision::Allow {
+                tool: Cow::Borrowed(tool),
+                rule: rule.map(|r| Arc::clone(&r.key)),
+                usage: Usage::none(),
+            };
+        }
         let limits = rule
             .into_iter()
             .flat_map(Rule::all_limits)

@@ -79,9 +79,11 @@ mod call;
 mod clock;
 mod decision;
 mod engine;
+mod fast_hash;
 mod inline_vec;
 mod matcher;
 mod policy;
+mod snapshot;
 mod store;
 
 pub use call::ToolCall;

@@ -1,16 +1,24 @@
 //! Tool name → rule: an exact-name map, then globs ordered by specificity.
 
+use crate::fast_hash::FastBuildHasher;
 use std::collections::HashMap;
 
 /// Finds the rule for a tool name: the key equal to the name; else the matching glob with
 /// the most literal characters, ties broken by the key that sorts first by bytes.
 ///
-/// Keys are compiled once: exact names go into a hash map, globs into a list sorted by
-/// precedence, so the first glob that matches is the answer.
+/// Keys are compiled once. Exact names go into a hash map. Globs are sorted by precedence
+/// and indexed by their leading literal (the text before the first `*`), so a lookup
+/// hashes one prefix of the name per distinct leading-literal length and tries only the
+/// globs whose leading literal matches, instead of scanning every glob.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Matcher {
-    exact: HashMap<Box<str>, usize>,
+    exact: HashMap<Box<str>, usize, FastBuildHasher>,
+    /// Globs in precedence order, with their values.
     globs: Vec<(Glob, usize)>,
+    /// Leading literal → positions in `globs`, ascending.
+    by_prefix: HashMap<Box<str>, Vec<usize>, FastBuildHasher>,
+    /// The distinct leading-literal lengths, ascending.
+    prefix_lens: Vec<usize>,
 }
 
 impl Matcher {
@@ -29,17 +37,58 @@ impl Matcher {
                 .cmp(&a.literal_len)
                 .then_with(|| a.key.as_bytes().cmp(b.key.as_bytes()))
         });
+        for (position, (glob, _)) in matcher.globs.iter().enumerate() {
+            let prefix = glob.leading_literal();
+            matcher
+                .by_prefix
+                .entry(prefix.into())
+                .or_default()
+                .push(position);
+            matcher.prefix_lens.push(prefix.len());
+        }
+        matcher.prefix_lens.sort_unstable();
+        matcher.prefix_lens.dedup();
         matcher
     }
 
     /// The value of the key that matches `name` best, if any.
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
-        if let Some(&value) = self.exact.get(name) {
-            return Some(value);
+        // The checks for emptiness skip hashing for the common empty `hide` list.
+        if !self.exact.is_empty() {
+            if let Some(&value) = self.exact.get(name) {
+                return Some(value);
+            }
         }
-        self.globs
-            .iter()
-            .find(|(glob, _)| glob.matches(name))
+        if self.globs.is_empty() {
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        for &len in &self.prefix_lens {
+            // A prefix cut inside a character cannot equal a glob's (valid UTF-8) literal.
+            let Some(prefix) = name.get(..len) else {
+                if len > name.len() {
+                    break;
+                }
+                continue;
+            };
+            let Some(positions) = self.by_prefix.get(prefix) else {
+                continue;
+            };
+            for &position in positions {
+                if best.is_some_and(|b| position >= b) {
+                    break;
+                }
+                if self
+                    .globs
+                    .get(position)
+                    .is_some_and(|(glob, _)| glob.matches(name))
+                {
+                    best = Some(position);
+                    break;
+                }
+            }
+        }
+        best.and_then(|position| self.globs.get(position))
             .map(|&(_, value)| value)
     }
 }
@@ -61,6 +110,11 @@ impl Glob {
             literal_len: pieces.iter().map(|p| p.len()).sum(),
             pieces,
         }
+    }
+
+    /// The literal text before the first `*`.
+    fn leading_literal(&self) -> &str {
+        self.pieces.first().map_or("", |piece| piece)
     }
 
     fn matches(&self, name: &str) -> bool {
@@ -136,6 +190,57 @@ mod tests {
             best(&["*_delete_*"], "whmcs_delete_client"),
             Some("*_delete_*")
         );
+    }
+
+    #[test]
+    fn globs_sharing_a_leading_literal_keep_their_precedence() {
+        let keys = ["svc_*", "svc_*_x", "svc_a*", "*", "s*x", "é*", "*é"];
+        assert_eq!(best(&keys, "svc_a_x"), Some("svc_*_x"));
+        assert_eq!(best(&keys, "svc_ab"), Some("svc_a*"));
+        assert_eq!(best(&keys, "svc_b"), Some("svc_*"));
+        assert_eq!(best(&keys, "sx"), Some("s*x"));
+        assert_eq!(best(&keys, "éa"), Some("é*"));
+        assert_eq!(best(&keys, "aé"), Some("*é"));
+        assert_eq!(best(&keys, "q"), Some("*"));
+    }
+
+    #[test]
+    fn the_index_agrees_with_a_linear_scan() {
+        let keys: Vec<String> = (0..200)
+            .map(|i| match i % 4 {
+                0 => format!("svc{}_*", i % 7),
+                1 => format!("*_{}", i % 5),
+                2 => format!("svc{}*_{}*", i % 3, i % 4),
+                _ => format!("exact{i}"),
+            })
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let matcher = Matcher::new(refs.iter().enumerate().map(|(i, k)| (*k, i)));
+        let mut ordered: Vec<(usize, &str)> = refs
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, k)| k.contains('*'))
+            .collect();
+        ordered.sort_by(|a, b| {
+            let lit = |k: &str| k.len() - k.matches('*').count();
+            lit(b.1)
+                .cmp(&lit(a.1))
+                .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+        });
+        for name in [
+            "svc1_2", "svc2_x_3", "svc0_0", "a_1", "exact3", "svc1x_2y", "none", "",
+        ] {
+            let linear = if refs.contains(&name) {
+                refs.iter().position(|k| *k == name)
+            } else {
+                ordered
+                    .iter()
+                    .find(|(_, k)| Glob::new(k).matches(name))
+                    .map(|(i, _)| *i)
+            };
+            assert_eq!(matcher.find(name), linear, "{name}");
+        }
     }
 
     #[test]

@@ -260,3 +260,39 @@ fn engine_new_uses_the_system_clock() {
         "{wait:?}"
     );
 }
+
+#[test]
+fn many_engines_on_one_thread_each_answer_from_their_own_policy() {
+    // More engines than a thread keeps policy copies for: the rest read the shared policy.
+    let engines: Vec<Engine> = (0..7)
+        .map(|i| {
+            Engine::new(policy(&format!(
+                r#"{{"version":"1","tools":{{"t{i}":{{}}}}}}"#
+            )))
+        })
+        .collect();
+    for round in 0..3 {
+        for (i, engine) in engines.iter().enumerate() {
+            assert!(
+                engine
+                    .evaluate(&ToolCall::new(&format!("t{i}")))
+                    .is_allowed(),
+                "round {round}"
+            );
+            assert!(!engine
+                .evaluate(&ToolCall::new(&format!("t{}", (i + 1) % 7)))
+                .is_allowed());
+        }
+        engines[round].reload(policy(r#"{"version":"1","default":"allow"}"#));
+        assert!(engines[round]
+            .evaluate(&ToolCall::new("anything"))
+            .is_allowed());
+        engines[round].reload(policy(&format!(
+            r#"{{"version":"1","tools":{{"t{round}":{{}}}}}}"#
+        )));
+    }
+    drop(engines);
+    // Copies of dropped engines make room for new ones.
+    let fresh = Engine::new(policy(r#"{"version":"1","tools":{"x":{}}}"#));
+    assert!(fresh.evaluate(&ToolCall::new("x")).is_allowed());
+}

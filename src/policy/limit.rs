@@ -171,6 +171,19 @@ pub(crate) struct Limit {
     pub(crate) cost: Cost,
 }
 
+impl Limit {
+    pub(crate) fn deep_copy(&self) -> Limit {
+        Limit {
+            counter: Arc::new(Counter {
+                name: Arc::from(self.counter.name()),
+                ..(*self.counter).clone()
+            }),
+            max: self.max,
+            cost: self.cost.clone(),
+        }
+    }
+}
+
 /// The policy spelling of a window: a unit name when it is one, seconds otherwise.
 pub(crate) fn window_name(secs: u64) -> Option<&'static str> {
     Some(match secs {

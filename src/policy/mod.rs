@@ -95,6 +95,19 @@ impl Policy {
         self.rules.iter().map(|rule| &*rule.key)
     }
 
+    /// A copy sharing no reference counts with `self` (see `snapshot.rs` for why).
+    pub(crate) fn deep_copy(&self) -> Policy {
+        Policy {
+            description: self.description.clone(),
+            default: self.default,
+            hide: self.hide.iter().map(|key| Arc::from(&**key)).collect(),
+            all_tools: self.all_tools.deep_copy(),
+            rules: self.rules.iter().map(Rule::deep_copy).collect(),
+            matcher: self.matcher.clone(),
+            hidden: self.hidden.clone(),
+        }
+    }
+
     pub(crate) fn rule(&self, tool: &str) -> Option<&Rule> {
         self.matcher.find(tool).and_then(|i| self.rules.get(i))
     }

@@ -59,6 +59,28 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
+    pub(crate) fn deep_copy(&self) -> Rule {
+        let conditions = |list: &[Condition]| list.iter().map(Condition::deep_copy).collect();
+        Rule {
+            key: Arc::from(&*self.key),
+            action: self.action,
+            reason: self.reason.as_deref().map(Arc::from),
+            require: conditions(&self.require),
+            deny_if: conditions(&self.deny_if),
+            approve_if: conditions(&self.approve_if),
+            limits: self.limits.iter().map(Limit::deep_copy).collect(),
+            rate_limit: self.rate_limit.as_ref().map(Limit::deep_copy),
+        }
+    }
+
+    pub(crate) fn has_conditions(&self) -> bool {
+        !(self.require.is_empty() && self.deny_if.is_empty() && self.approve_if.is_empty())
+    }
+
+    pub(crate) fn has_limits(&self) -> bool {
+        !self.limits.is_empty() || self.rate_limit.is_some()
+    }
+
     /// Every limit of the rule: `limits`, then the `rate_limit` shorthand.
     pub(crate) fn all_limits(&self) -> impl Iterator<Item = &Limit> {
         self.limits.iter().chain(self.rate_limit.as_ref())

@@ -29,9 +29,9 @@ const INLINE_LIMITS: usize = 8;
 /// idle key, which costs O(1) amortized per operation. [`reclaim_expired`] sweeps every
 /// shard at once, for a gateway that wants memory back after a quiet period.
 ///
-/// Memory: each live (counter, scope id) key costs about 300 bytes plus the scope id's
-/// length (measured in `tests/allocations.rs`): a 17-bucket window (152 bytes), the key,
-/// and the hash table's slack.
+/// Memory: each live (counter, scope id) key costs about 300 bytes with a 14-byte scope id
+/// (measured in `tests/allocations.rs`): a 17-bucket window (152 bytes), the key with its
+/// own copy of the scope id, and the hash table's slack.
 ///
 /// [`reclaim_expired`]: MemoryStore::reclaim_expired
 #[derive(Debug)]
@@ -96,6 +96,9 @@ impl MemoryStore {
     }
 
     fn run(&self, now: Timestamp, requests: &[LimitRequest<'_>], commit: bool) -> Admission {
+        if let [request] = requests {
+            return self.run_one(now, request, commit);
+        }
         let mut hashes = InlineVec::<u64, INLINE_LIMITS>::new(0);
         let mut shard_ids = InlineVec::<usize, INLINE_LIMITS>::new(0);
         for request in requests {
@@ -119,8 +122,7 @@ impl MemoryStore {
                 hash,
                 key: request.key,
             };
-            let width = bucket_width_nanos(request.key.counter.window_secs());
-            let bucket = now.as_nanos() / width.max(1);
+            let bucket = now.as_nanos() / bucket_width(request);
             let shard = shard_ids
                 .binary_search(&Self::shard_index(hash))
                 .ok()
@@ -129,18 +131,11 @@ impl MemoryStore {
                 recorded.push(false);
                 continue;
             };
-            let window = shard.window_mut(&key, bucket, commit);
-            let mut scratch = SlidingWindow::new(bucket);
-            let window = window.unwrap_or(&mut scratch);
-            window.advance(bucket);
-            if window.has_room(request.cost, request.max) {
-                window.record(request.cost);
-                recorded.push(true);
-            } else {
-                recorded.push(false);
-                let wait = window
-                    .retry_after(now.as_nanos(), width, request.cost, request.max)
-                    .unwrap_or(Duration::MAX);
+            let admitted = shard.with_window(&key, bucket, commit, |window| {
+                take_room(window, now, request, true)
+            });
+            recorded.push(admitted.is_ok());
+            if let Err(wait) = admitted {
                 if refused.map_or(true, |(_, longest)| wait > longest) {
                     refused = Some((i, wait));
                 }
@@ -181,6 +176,61 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// The common case of a call with one limit: one shard, no bookkeeping for undo.
+    fn run_one(&self, now: Timestamp, request: &LimitRequest<'_>, commit: bool) -> Admission {
+        let hash = self.hash(&request.key);
+        let key = Prehashed {
+            hash,
+            key: request.key,
+        };
+        let Some(shard) = self.shards.get(Self::shard_index(hash)) else {
+            return Admission::Admitted { at: now };
+        };
+        let bucket = now.as_nanos() / bucket_width(request);
+        let mut shard = shard.0.lock();
+        let admitted = shard.with_window(&key, bucket, commit, |window| {
+            take_room(window, now, request, commit)
+        });
+        if commit {
+            shard.note_operation(now);
+        }
+        match admitted {
+            Ok(()) => Admission::Admitted { at: now },
+            Err(retry_after) => Admission::Refused {
+                limit: 0,
+                retry_after,
+            },
+        }
+    }
+}
+
+fn bucket_width(request: &LimitRequest<'_>) -> u64 {
+    bucket_width_nanos(request.key.counter.window_secs()).max(1)
+}
+
+/// Moves `window` to `now` and, if `request` fits, records it (when `record`); otherwise
+/// says how long until it fits.
+fn take_room(
+    window: &mut SlidingWindow,
+    now: Timestamp,
+    request: &LimitRequest<'_>,
+    record: bool,
+) -> Result<(), Duration> {
+    let width = bucket_width(request);
+    window.advance(now.as_nanos() / width);
+    if window.has_room(request.cost, request.max) {
+        if record {
+            window.record(request.cost);
+        }
+        Ok(())
+    } else {
+        Err(window
+            .retry_after(now.as_nanos(), width, request.cost, request.max)
+            .unwrap_or(Duration::MAX))
+    }
+}
+
 impl CounterStore for MemoryStore {
     fn acquire(
         &self,
@@ -218,25 +268,30 @@ impl CounterStore for MemoryStore {
 }
 
 impl Shard {
-    /// The window for `key`; created if missing when `create`, else `None`.
-    fn window_mut(
+    /// Runs `f` on the window for `key`, creating it if missing when `create`; otherwise
+    /// a missing key gets a fresh window that is not kept.
+    fn with_window<R>(
         &mut self,
         key: &Prehashed<'_>,
         bucket: u64,
         create: bool,
-    ) -> Option<&mut SlidingWindow> {
-        if !self.windows.contains_key(key as &dyn KeyView) {
-            if !create {
-                return None;
-            }
-            let owned = OwnedKey {
-                hash: key.hash,
-                counter: key.key.counter.clone(),
-                scope_id: key.key.scope_id.into(),
-            };
-            self.windows.insert(owned, SlidingWindow::new(bucket));
+        f: impl FnOnce(&mut SlidingWindow) -> R,
+    ) -> R {
+        if let Some(window) = self.windows.get_mut(key as &dyn KeyView) {
+            return f(window);
         }
-        self.windows.get_mut(key as &dyn KeyView)
+        if !create {
+            return f(&mut SlidingWindow::new(bucket));
+        }
+        let owned = OwnedKey {
+            hash: key.hash,
+            counter: key.key.counter.clone(),
+            scope_id: key.key.scope_id.into(),
+        };
+        f(self
+            .windows
+            .entry(owned)
+            .or_insert_with(|| SlidingWindow::new(bucket)))
     }
 
     fn note_operation(&mut self, now: Timestamp) {

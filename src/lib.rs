@@ -82,6 +82,7 @@ mod engine;
 mod fast_hash;
 mod inline_vec;
 mod matcher;
+pub mod mcp;
 mod policy;
 mod snapshot;
 mod store;
@@ -90,6 +91,7 @@ pub use call::ToolCall;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, Usage};
 pub use engine::{Engine, EngineBuilder};
+pub use mcp::McpError;
 pub use policy::{Action, Counter, Policy, PolicyError, Scope};
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -98,4 +98,6 @@ pub use policy::{Action, Counter, Policy, PolicyError, Scope};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "redis")]
+pub use store::RedisStore;
 pub use store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};

@@ -1,8 +1,12 @@
 //! Counter state: the [`CounterStore`] trait and its implementations.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 pub(crate) mod window;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 use crate::clock::Timestamp;

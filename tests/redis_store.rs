@@ -1,0 +1,378 @@
+//! `RedisStore` against a real `redis-server` that each test starts on a free loopback
+//! port, in a temporary directory, and stops afterwards.
+
+#![cfg(feature = "redis")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use mcp_policy::{
+    Admission, Counter, CounterKey, CounterStore, Decision, DenyCode, Engine, LimitRequest,
+    ManualClock, Policy, RedisStore, Scope, Timestamp, ToolCall,
+};
+use proptest::prelude::*;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A private `redis-server`, stopped when dropped.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mcp-policy-redis-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it: apt-get install -y redis-server")
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while RedisStore::open(&self.url()).unwrap().ping().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn store(&self) -> RedisStore {
+        RedisStore::open(&self.url())
+            .unwrap()
+            .timeout(Duration::from_millis(500))
+    }
+
+    fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(&mut connection).unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn redis_store_keeps_the_sliding_window_guarantees(scenario in common::scenarios()) {
+        let server = shared_server();
+        common::check_scenario(&server.store(), &scenario)?;
+    }
+}
+
+/// One server for the property test's many cases (each run uses fresh counter names).
+fn shared_server() -> &'static RedisServer {
+    static SERVER: std::sync::OnceLock<RedisServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+fn policy(text: &str) -> Policy {
+    text.parse().unwrap()
+}
+
+#[test]
+fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
+    let server = RedisServer::start();
+    let text = r#"{"version":"1","tools":{"t":{"limits":[{"counter":"shared","window":"hour","max":300,"scope":"grant"}]}}}"#;
+    let engines: Vec<Arc<Engine>> = (0..2)
+        .map(|_| Arc::new(Engine::builder(policy(text)).store(server.store()).build()))
+        .collect();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (engine, admitted) = (Arc::clone(&engines[i % 2]), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        300,
+        "600 calls from two replicas, max 300"
+    );
+}
+
+#[test]
+fn a_refused_multi_limit_call_records_nothing_in_redis() {
+    let server = RedisServer::start();
+    let store = server.store();
+    let small = Counter::new("small", 60, Scope::Grant);
+    let big = Counter::new("big", 60, Scope::Grant);
+    let now = Timestamp::from_nanos(1_800_000_000_000_000_000);
+    let both = [
+        LimitRequest {
+            key: CounterKey {
+                counter: &big,
+                scope_id: "g",
+            },
+            max: 10,
+            cost: 1,
+        },
+        LimitRequest {
+            key: CounterKey {
+                counter: &small,
+                scope_id: "g",
+            },
+            max: 1,
+            cost: 1,
+        },
+    ];
+    assert!(matches!(
+        store.acquire(now, &both).unwrap(),
+        Admission::Admitted { .. }
+    ));
+    for _ in 0..5 {
+        let Admission::Refused { limit, .. } = store.acquire(now, &both).unwrap() else {
+            panic!()
+        };
+        assert_eq!(limit, 1, "the small limit is the one lacking room");
+    }
+    let only_big = &both[..1];
+    for i in 0..9 {
+        assert!(
+            matches!(
+                store.acquire(now, only_big).unwrap(),
+                Admission::Admitted { .. }
+            ),
+            "call {i}: refused calls took nothing"
+        );
+    }
+    assert!(matches!(
+        store.acquire(now, only_big).unwrap(),
+        Admission::Refused { .. }
+    ));
+}
+
+#[test]
+fn peek_and_release_work_through_redis() {
+    let server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"cost":"args.n"}]}}}"#,
+    ))
+    .clock(ManualClock::starting_at(Timestamp::from_millis(
+        1_800_000_000_000,
+    )))
+    .store(server.store())
+    .build();
+    let one = serde_json::json!({"n": 1});
+    let call = ToolCall::new("t").grant("g").arguments(&one);
+    assert!(engine.peek(&call).is_allowed());
+    let first = engine.evaluate(&call);
+    assert!(first.is_allowed());
+    assert!(matches!(engine.peek(&call), Decision::Limit { .. }));
+    engine.refund(&first).unwrap();
+    assert!(
+        engine.evaluate(&call).is_allowed(),
+        "refund gave the unit back"
+    );
+}
+
+#[test]
+fn keys_carry_the_prefix_and_expire_when_their_window_has_passed() {
+    let server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":5}]}}}"#,
+    ))
+    .store(server.store().prefix("tenant-a:"))
+    .build();
+    assert!(engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+    let redis::Value::Array(keys) = server.command(&["KEYS", "*"]) else {
+        panic!()
+    };
+    assert_eq!(keys.len(), 1);
+    let redis::Value::BulkString(name) = &keys[0] else {
+        panic!("{keys:?}")
+    };
+    assert!(
+        name.starts_with(b"tenant-a:"),
+        "{}",
+        String::from_utf8_lossy(name)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.command(&["DBSIZE"]) != redis::Value::Int(0) {
+        assert!(Instant::now() < deadline, "the key did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_flushed_script_is_sent_again() {
+    let server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":2}]}}}"#,
+    ))
+    .store(server.store().connections(1))
+    .build();
+    assert!(engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+    server.command(&["SCRIPT", "FLUSH"]);
+    assert!(engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+    assert!(!engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+}
+
+#[test]
+fn server_time_mode_uses_the_redis_clock() {
+    let server = RedisServer::start();
+    // A manual clock stuck at the epoch: with server time it must not matter.
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":1}]}}}"#,
+    ))
+    .clock(ManualClock::new())
+    .store(server.store().server_time(true))
+    .build();
+    let call = ToolCall::new("t").grant("g");
+    let first = engine.evaluate(&call);
+    assert!(first.is_allowed());
+    let Decision::Allow { usage, .. } = &first else {
+        panic!()
+    };
+    assert!(
+        usage.recorded_at() > Timestamp::from_millis(1_700_000_000_000),
+        "stamped with the server's time"
+    );
+    let refused = engine.evaluate(&call);
+    let wait = refused.retry_after().expect("limited");
+    assert!(wait <= Duration::from_millis(1063));
+    std::thread::sleep(wait + Duration::from_millis(5));
+    assert!(engine.evaluate(&call).is_allowed());
+}
+
+#[test]
+fn redis_down_fails_closed_naming_the_store_and_recovers_when_it_is_back() {
+    let mut server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1000}]},"free":{}}}"#,
+    ))
+    .store(server.store())
+    .build();
+    let call = ToolCall::new("t").grant("g");
+    assert!(engine.evaluate(&call).is_allowed());
+
+    server.stop();
+    let started = Instant::now();
+    for _ in 0..3 {
+        match engine.evaluate(&call) {
+            Decision::Deny { code, reason, .. } => {
+                assert_eq!(code, DenyCode::StoreFailed);
+                assert!(
+                    reason.starts_with("redis counter store failed: "),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a denial, got {other}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failures are bounded by the timeout"
+    );
+    assert!(
+        engine.evaluate(&ToolCall::new("free")).is_allowed(),
+        "calls without limits need no store"
+    );
+
+    server.spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !engine.evaluate(&call).is_allowed() {
+        assert!(Instant::now() < deadline, "did not recover");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn fail_open_allows_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"rate_limit":"1/minute"}}}"#,
+    ))
+    .store(server.store())
+    .fail_open(true)
+    .build();
+    server.stop();
+    let call = ToolCall::new("t").session("s");
+    assert!(engine.evaluate(&call).is_allowed());
+    assert!(engine.evaluate(&call).is_allowed());
+}
+
+#[test]
+fn a_bad_url_is_an_error_and_names_the_store() {
+    let err = RedisStore::open("not a url").unwrap_err();
+    assert_eq!(err.store(), "redis");
+}

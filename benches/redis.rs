@@ -12,40 +12,14 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mcp_policy::{Engine, Policy, RedisStore, ToolCall};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 fn redis_engine(c: &mut Criterion) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("mcp-policy-bench-redis-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (apt-get install -y redis-server)");
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while RedisStore::open(&url).unwrap().ping().is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = RedisServer::start();
+    let url = server.url();
 
     let policy: Policy = r#"{"version": "1",
         "all_tools": {"limits": [{"counter": "all", "window": "minute", "max": 9007199254740992, "scope": "grant"}]},
@@ -91,10 +65,6 @@ fn redis_engine(c: &mut Criterion) {
         b.iter(|| black_box(server_time.evaluate(black_box(&call))))
     });
     group.finish();
-
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, redis_engine);

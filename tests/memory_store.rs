@@ -11,10 +11,9 @@ mod common;
 
 use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Engine, ManualClock, MemoryStore, Policy, Scope,
-    Timestamp, ToolCall,
+    Timestamp,
 };
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,30 +33,8 @@ fn threads_hammering_one_key_never_admit_more_than_max() {
             .parse()
             .unwrap();
     let engine = Arc::new(Engine::builder(policy).clock(ManualClock::new()).build());
-    let admitted = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let (engine, admitted) = (Arc::clone(&engine), Arc::clone(&admitted));
-            std::thread::spawn(move || {
-                for _ in 0..1000 {
-                    if engine
-                        .evaluate(&ToolCall::new("t").grant("shared"))
-                        .is_allowed()
-                    {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert_eq!(
-        admitted.load(Ordering::Relaxed),
-        1000,
-        "exactly max of 8000 calls"
-    );
+    let allowed = common::count_allowed(&[engine], 8, 1000, |_, _| ("t", "shared".into()));
+    assert_eq!(allowed, 1000, "exactly max of 8000 calls");
 }
 
 #[test]
@@ -68,32 +45,10 @@ fn threads_with_overlapping_multi_limit_calls_never_deadlock_or_over_admit() {
         .parse()
         .unwrap();
     let engine = Arc::new(Engine::builder(policy).clock(ManualClock::new()).build());
-    let admitted = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..6)
-        .map(|t| {
-            let (engine, admitted) = (Arc::clone(&engine), Arc::clone(&admitted));
-            std::thread::spawn(move || {
-                let tool = if t % 2 == 0 { "a" } else { "b" };
-                for i in 0..500 {
-                    let grant = format!("g{}", i % 2);
-                    if engine
-                        .evaluate(&ToolCall::new(tool).grant(&grant))
-                        .is_allowed()
-                    {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert_eq!(
-        admitted.load(Ordering::Relaxed),
-        500,
-        "the global counter caps the total"
-    );
+    let allowed = common::count_allowed(&[engine], 6, 500, |t, i| {
+        (if t % 2 == 0 { "a" } else { "b" }, format!("g{}", i % 2))
+    });
+    assert_eq!(allowed, 500, "the global counter caps the total");
 }
 
 #[test]

@@ -11,114 +11,15 @@
 
 mod common;
 
+use common::redis_server::RedisServer;
+
 use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Decision, DenyCode, Engine, LimitRequest,
     ManualClock, Policy, RedisStore, Scope, Timestamp, ToolCall,
 };
 use proptest::prelude::*;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A private `redis-server`, stopped when dropped.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mcp-policy-redis-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer {
-            child: None,
-            port,
-            dir,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install it: apt-get install -y redis-server")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while RedisStore::open(&self.url()).unwrap().ping().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn store(&self) -> RedisStore {
-        RedisStore::open(&self.url())
-            .unwrap()
-            .timeout(Duration::from_millis(500))
-    }
-
-    fn command(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        cmd.query(&mut connection).unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -147,27 +48,8 @@ fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
     let engines: Vec<Arc<Engine>> = (0..2)
         .map(|_| Arc::new(Engine::builder(policy(text)).store(server.store()).build()))
         .collect();
-    let admitted = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..6)
-        .map(|i| {
-            let (engine, admitted) = (Arc::clone(&engines[i % 2]), Arc::clone(&admitted));
-            std::thread::spawn(move || {
-                for _ in 0..100 {
-                    if engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed() {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert_eq!(
-        admitted.load(Ordering::Relaxed),
-        300,
-        "600 calls from two replicas, max 300"
-    );
+    let allowed = common::count_allowed(&engines, 6, 100, |_, _| ("t", "g".into()));
+    assert_eq!(allowed, 300, "600 calls from two replicas, max 300");
 }
 
 #[test]

@@ -14,9 +14,16 @@
     clippy::indexing_slicing
 )]
 
-use mcp_policy::{Admission, Counter, CounterKey, CounterStore, LimitRequest, Scope, Timestamp};
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
+use mcp_policy::{
+    Admission, Counter, CounterKey, CounterStore, Engine, LimitRequest, Scope, Timestamp, ToolCall,
+};
 use proptest::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One generated call: after `wait_nanos`, ask for `cost` units on each of `keys`
@@ -180,8 +187,40 @@ pub fn check_scenario(store: &dyn CounterStore, scenario: &Scenario) -> Result<(
     Ok(())
 }
 
+/// Runs `threads` threads at once, thread `t` making `calls` calls to `engines[t % n]`;
+/// call `i` of thread `t` is `call(t, i)` as (tool, grant). Returns how many were allowed.
+pub fn count_allowed(
+    engines: &[Arc<Engine>],
+    threads: usize,
+    calls: usize,
+    call: fn(usize, usize) -> (&'static str, String),
+) -> u64 {
+    let allowed = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let engine = Arc::clone(&engines[t % engines.len()]);
+            let allowed = Arc::clone(&allowed);
+            std::thread::spawn(move || {
+                for i in 0..calls {
+                    let (tool, grant) = call(t, i);
+                    if engine
+                        .evaluate(&ToolCall::new(tool).grant(&grant))
+                        .is_allowed()
+                    {
+                        allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    allowed.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn next_run_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::Ordering;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed) + u64::from(std::process::id()) * 1_000_000
 }

@@ -143,8 +143,8 @@ pub fn refusal(id: &Value, decision: &Decision<'_>) -> Option<Value> {
             )
         }
         Decision::RequireApproval { tool, reason, .. } => format!(
-            "needs approval: {reason}. This call of {tool} was not run. Ask the user to \
-             approve it; the gateway runs it once a person has approved it."
+            "needs approval: {reason}. This call of {tool} was not run: a person must approve \
+             it first. Tell the user what you want to do and why, and ask them to approve it."
         ),
         Decision::Deny {
             tool, reason, code, ..
@@ -346,7 +346,7 @@ mod tests {
             text.starts_with("needs approval: emails are reviewed."),
             "{text}"
         );
-        assert!(text.contains("Ask the user to approve it"));
+        assert!(text.contains("a person must approve it first"));
         assert_eq!(
             approval["result"]["structuredContent"]["code"],
             "approval_required"

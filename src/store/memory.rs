@@ -123,11 +123,7 @@ impl MemoryStore {
                 key: request.key,
             };
             let bucket = now.as_nanos() / bucket_width(request);
-            let shard = shard_ids
-                .binary_search(&Self::shard_index(hash))
-                .ok()
-                .and_then(|pos| locks.get_mut(pos));
-            let Some(shard) = shard else {
+            let Some(shard) = locks.for_hash(shard_ids, hash) else {
                 recorded.push(false);
                 continue;
             };
@@ -156,10 +152,7 @@ impl MemoryStore {
                     hash,
                     key: request.key,
                 };
-                let shard = shard_ids
-                    .binary_search(&Self::shard_index(hash))
-                    .ok()
-                    .and_then(|pos| locks.get_mut(pos));
+                let shard = locks.for_hash(shard_ids, hash);
                 if let Some(window) = shard.and_then(|s| s.windows.get_mut(&key as &dyn KeyView)) {
                     let head = window.head();
                     window.release(head, request.cost);
@@ -326,6 +319,15 @@ impl<'s> Locks<'s> {
             None => self.heap.push(guard),
         }
         self.len += 1;
+    }
+
+    /// The locked shard holding keys with this hash; `shard_ids` are the locked shards'
+    /// indexes, in the order they were locked.
+    fn for_hash(&mut self, shard_ids: &[usize], hash: u64) -> Option<&mut Shard> {
+        let pos = shard_ids
+            .binary_search(&MemoryStore::shard_index(hash))
+            .ok()?;
+        self.get_mut(pos)
     }
 
     fn get_mut(&mut self, pos: usize) -> Option<&mut Shard> {

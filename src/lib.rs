@@ -4,6 +4,44 @@
 //! every `tools/call`, whether to allow it, deny it, rate-limit it or hold it for a
 //! person's approval.
 //!
+//! ```
+//! use mcp_policy::{Decision, Engine, ManualClock, Policy, ToolCall};
+//!
+//! let policy: Policy = r#"{"version": "1", "default": "deny", "tools": {
+//!     "whmcs_update_ticket": {"limits": [{"counter": "whmcs_update_ticket_rate",
+//!         "window": "minute", "max": 30, "scope": "grant"}]}
+//! }}"#.parse()?;
+//! let clock = ManualClock::new();
+//! let engine = Engine::builder(policy).clock(clock.clone()).build();
+//! let args = serde_json::json!({"ticket_id": 7, "status": "Answered"});
+//! let call = ToolCall::new("whmcs_update_ticket").grant("g1").arguments(&args);
+//! for _ in 0..30 {
+//!     assert!(engine.evaluate(&call).is_allowed());
+//! }
+//! match engine.evaluate(&call) {
+//!     Decision::Limit { retry_after, .. } => assert!(retry_after.as_secs() <= 64),
+//!     other => panic!("{other}"),
+//! }
+//! # Ok::<(), mcp_policy::PolicyError>(())
+//! ```
+//!
+//! - [`Policy`]: parse and validate once; immutable after.
+//! - [`Engine`]: [`evaluate`](Engine::evaluate), [`peek`](Engine::peek),
+//!   [`refund`](Engine::refund), [`reload`](Engine::reload); `Send + Sync`, one per gateway.
+//! - [`Decision`]: allow, deny, limit or require approval, with what an audit log needs.
+//! - [`Clock`] ([`SystemClock`], [`ManualClock`]) and [`CounterStore`] ([`MemoryStore`];
+//!   `RedisStore` with the `redis` feature): time and counts, pluggable.
+//! - [`mcp`]: JSON-RPC helpers for MCP gateways.
+//!
+//! Limits use a sliding window of 16 sub-buckets with exact safety (no window of length W
+//! admits more than `max`), liveness within W/16, and `retry_after` at most W·17/16; see
+//! [`CounterStore`]. Missing identities, unusable costs and store failures deny the call
+//! (fail closed).
+//!
+//! # Features
+//!
+//! - `redis`: `RedisStore`, counters shared by gateway replicas through Redis.
+//!
 //! # The policy format
 //!
 //! ```json

@@ -40,7 +40,7 @@ pub enum Decision<'a> {
         /// The tool called.
         tool: Cow<'a, str>,
         /// The key of the matched rule; `None` when the policy default allowed it.
-        rule: Option<Arc<str>>,
+        rule: Option<RuleKey<'a>>,
         /// What the call's limits recorded.
         usage: Usage<'a>,
     },
@@ -49,7 +49,7 @@ pub enum Decision<'a> {
         /// The tool called.
         tool: Cow<'a, str>,
         /// The key of the matched rule, if any.
-        rule: Option<Arc<str>>,
+        rule: Option<RuleKey<'a>>,
         /// Why, as a stable machine-readable code.
         code: DenyCode,
         /// Why, for a person or an agent: the policy's most specific reason.
@@ -62,7 +62,7 @@ pub enum Decision<'a> {
         /// The tool called.
         tool: Cow<'a, str>,
         /// The key of the matched rule, if any.
-        rule: Option<Arc<str>>,
+        rule: Option<RuleKey<'a>>,
         /// The limit with the longest wait.
         limit: LimitInfo<'a>,
         /// How long until that limit has room for this call.
@@ -74,7 +74,7 @@ pub enum Decision<'a> {
         /// The tool called.
         tool: Cow<'a, str>,
         /// The key of the matched rule, if any.
-        rule: Option<Arc<str>>,
+        rule: Option<RuleKey<'a>>,
         /// Why approval is needed.
         reason: Reason,
     },
@@ -111,7 +111,7 @@ impl<'a> Decision<'a> {
             Decision::Allow { rule, .. }
             | Decision::Deny { rule, .. }
             | Decision::Limit { rule, .. }
-            | Decision::RequireApproval { rule, .. } => rule.as_deref(),
+            | Decision::RequireApproval { rule, .. } => rule.as_ref().map(RuleKey::as_str),
         }
     }
 
@@ -142,7 +142,7 @@ impl<'a> Decision<'a> {
         match self {
             Decision::Allow { tool, rule, usage } => Decision::Allow {
                 tool: own(tool),
-                rule,
+                rule: rule.map(RuleKey::into_owned),
                 usage: usage.into_owned(),
             },
             Decision::Deny {
@@ -153,7 +153,7 @@ impl<'a> Decision<'a> {
                 limit,
             } => Decision::Deny {
                 tool: own(tool),
-                rule,
+                rule: rule.map(RuleKey::into_owned),
                 code,
                 reason,
                 limit: limit.map(LimitInfo::into_owned),
@@ -165,13 +165,13 @@ impl<'a> Decision<'a> {
                 retry_after,
             } => Decision::Limit {
                 tool: own(tool),
-                rule,
+                rule: rule.map(RuleKey::into_owned),
                 limit: limit.into_owned(),
                 retry_after,
             },
             Decision::RequireApproval { tool, rule, reason } => Decision::RequireApproval {
                 tool: own(tool),
-                rule,
+                rule: rule.map(RuleKey::into_owned),
                 reason,
             },
         }
@@ -283,6 +283,81 @@ impl DenyCode {
 impl fmt::Display for DenyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The key of the rule that decided a call, such as `"whmcs_get_*"`. Derefs to `str`.
+///
+/// When the rule is the tool's exact name, the key is borrowed from the call; a glob's key
+/// is shared with the policy. Either way, making one costs no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleKey<'a>(RuleKeyText<'a>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RuleKeyText<'a> {
+    Borrowed(&'a str),
+    Shared(Arc<str>),
+}
+
+impl<'a> RuleKey<'a> {
+    pub(crate) fn borrowed(key: &'a str) -> RuleKey<'a> {
+        RuleKey(RuleKeyText::Borrowed(key))
+    }
+
+    pub(crate) fn shared(key: &Arc<str>) -> RuleKey<'a> {
+        RuleKey(RuleKeyText::Shared(Arc::clone(key)))
+    }
+
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            RuleKeyText::Borrowed(key) => key,
+            RuleKeyText::Shared(key) => key,
+        }
+    }
+
+    fn into_owned(self) -> RuleKey<'static> {
+        RuleKey(RuleKeyText::Shared(match self.0 {
+            RuleKeyText::Borrowed(key) => Arc::from(key),
+            RuleKeyText::Shared(key) => key,
+        }))
+    }
+}
+
+impl Deref for RuleKey<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for RuleKey<'_> {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for RuleKey<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for RuleKey<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for RuleKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RuleKey<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

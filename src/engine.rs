@@ -2,7 +2,7 @@
 
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, Usage};
+use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
 use crate::inline_vec::InlineVec;
 use crate::policy::{Action, Condition, Cost, Limit, Policy, Rule};
 use crate::snapshot::PolicyCell;
@@ -119,12 +119,12 @@ impl Engine {
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
-        self.policy.with(|policy| self.decide(policy, call, true))
+        self.decide(&self.policy.snapshot(), call, true)
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.
     pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
-        self.policy.with(|policy| self.decide(policy, call, false))
+        self.decide(&self.policy.snapshot(), call, false)
     }
 
     /// Gives back what an `Allow` recorded, for a call the upstream server failed, so it
@@ -167,7 +167,7 @@ impl Engine {
         let tool = call.name();
         let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
             tool: Cow::Borrowed(tool),
-            rule: rule.map(|r| Arc::clone(&r.key)),
+            rule: rule.map(|r| r.key_for(tool)),
             code,
             reason,
             limit: None,
@@ -238,7 +238,7 @@ impl Engine {
             if let Some(reason) = reason {
                 return Decision::RequireApproval {
                     tool: Cow::Borrowed(tool),
-                    rule: rule.map(|r| Arc::clone(&r.key)),
+                    rule: rule.map(|r| r.key_for(tool)),
                     reason,
                 };
             }
@@ -247,7 +247,7 @@ impl Engine {
         if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
             return Decision::Allow {
                 tool: Cow::Borrowed(tool),
-                rule: rule.map(|r| Arc::clone(&r.key)),
+                rule: rule.map(|r| r.key_for(tool)),
                 usage: Usage::none(),
             };
         }
@@ -266,7 +266,7 @@ impl Engine {
         record: bool,
     ) -> Decision<'a> {
         let tool = Cow::Borrowed(call.name());
-        let rule_key = rule.map(|r| Arc::clone(&r.key));
+        let rule_key = rule.map(|r| r.key_for(call.name()));
         let mut limits = limits.peekable();
         let Some(first) = limits.peek().copied() else {
             return Decision::Allow {
@@ -294,7 +294,7 @@ impl Engine {
             };
             let deny = |code, reason: String, info| Decision::Deny {
                 tool: Cow::Borrowed(call.name()),
-                rule: rule.map(|r| Arc::clone(&r.key)),
+                rule: rule.map(|r| r.key_for(call.name())),
                 code,
                 reason: Reason::composed(reason),
                 limit: Some(info),
@@ -351,7 +351,7 @@ impl Engine {
             let limit = sources.as_slice().get(index)?;
             Some(Decision::Limit {
                 tool: Cow::Borrowed(call.name()),
-                rule: rule.map(|r| Arc::clone(&r.key)),
+                rule: rule.map(|r| r.key_for(call.name())),
                 limit: LimitInfo {
                     counter: Arc::clone(&limit.counter),
                     scope_id: call.scope_id(limit.counter.scope()).map(Cow::Borrowed),
@@ -402,6 +402,18 @@ impl Engine {
             code: DenyCode::StoreFailed,
             reason: Reason::composed(error.to_string()),
             limit: None,
+        }
+    }
+}
+
+impl Rule {
+    /// The rule's key for a decision about `tool`: borrowed from the call when the key is
+    /// the tool's exact name, which saves a reference-count round trip.
+    fn key_for<'a>(&self, tool: &'a str) -> RuleKey<'a> {
+        if self.glob {
+            RuleKey::shared(&self.key)
+        } else {
+            RuleKey::borrowed(tool)
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Tool name → rule: an exact-name map, then globs ordered by specificity.
 
-use crate::fast_hash::FastBuildHasher;
-use std::collections::HashMap;
+use crate::name_table::NameTable;
 
 /// Finds the rule for a tool name: the key equal to the name; else the matching glob with
 /// the most literal characters, ties broken by the key that sorts first by bytes.
@@ -12,11 +11,13 @@ use std::collections::HashMap;
 /// globs whose leading literal matches, instead of scanning every glob.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Matcher {
-    exact: HashMap<Box<str>, usize, FastBuildHasher>,
+    exact: NameTable,
     /// Globs in precedence order, with their values.
     globs: Vec<(Glob, usize)>,
-    /// Leading literal → positions in `globs`, ascending.
-    by_prefix: HashMap<Box<str>, Vec<usize>, FastBuildHasher>,
+    /// Leading literal → index in `prefix_groups`.
+    by_prefix: NameTable,
+    /// Positions in `globs` sharing one leading literal, ascending.
+    prefix_groups: Vec<Vec<usize>>,
     /// The distinct leading-literal lengths, ascending.
     prefix_lens: Vec<usize>,
 }
@@ -25,27 +26,28 @@ impl Matcher {
     /// Builds a matcher over `(key, value)` pairs; a key containing `*` is a glob.
     pub(crate) fn new<'k>(keys: impl IntoIterator<Item = (&'k str, usize)>) -> Matcher {
         let mut matcher = Matcher::default();
+        let mut exact = Vec::new();
         for (key, value) in keys {
             if key.contains('*') {
                 matcher.globs.push((Glob::new(key), value));
             } else {
-                matcher.exact.insert(key.into(), value);
+                exact.push((key, value));
             }
         }
+        matcher.exact = NameTable::new(exact);
         matcher.globs.sort_by(|(a, _), (b, _)| {
             b.literal_len
                 .cmp(&a.literal_len)
                 .then_with(|| a.key.as_bytes().cmp(b.key.as_bytes()))
         });
+        let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
         for (position, (glob, _)) in matcher.globs.iter().enumerate() {
             let prefix = glob.leading_literal();
-            matcher
-                .by_prefix
-                .entry(prefix.into())
-                .or_default()
-                .push(position);
+            groups.entry(prefix).or_default().push(position);
             matcher.prefix_lens.push(prefix.len());
         }
+        matcher.by_prefix = NameTable::new(groups.keys().copied().zip(0..));
+        matcher.prefix_groups = groups.into_values().collect();
         matcher.prefix_lens.sort_unstable();
         matcher.prefix_lens.dedup();
         matcher
@@ -53,11 +55,8 @@ impl Matcher {
 
     /// The value of the key that matches `name` best, if any.
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
-        // The checks for emptiness skip hashing for the common empty `hide` list.
-        if !self.exact.is_empty() {
-            if let Some(&value) = self.exact.get(name) {
-                return Some(value);
-            }
+        if let Some(value) = self.exact.get(name) {
+            return Some(value);
         }
         if self.globs.is_empty() {
             return None;
@@ -71,7 +70,11 @@ impl Matcher {
                 }
                 continue;
             };
-            let Some(positions) = self.by_prefix.get(prefix) else {
+            let Some(positions) = self
+                .by_prefix
+                .get(prefix)
+                .and_then(|group| self.prefix_groups.get(group))
+            else {
                 continue;
             };
             for &position in positions {

@@ -15,6 +15,8 @@
 use crate::policy::Policy;
 use parking_lot::RwLock;
 use std::cell::RefCell;
+use std::ops::Deref;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -36,7 +38,28 @@ struct ThreadCopy {
     engine: u64,
     generation: u64,
     alive: Weak<()>,
-    policy: Policy,
+    /// `Rc`, not `Arc`: the copy never leaves its thread, so handing it to a call costs
+    /// no atomic operation.
+    policy: Rc<Policy>,
+}
+
+/// The policy one call is decided with.
+pub(crate) enum Snapshot {
+    /// This thread's own copy.
+    Local(Rc<Policy>),
+    /// The shared policy, when this thread keeps no copy for the engine.
+    Shared(Arc<Policy>),
+}
+
+impl Deref for Snapshot {
+    type Target = Policy;
+
+    fn deref(&self) -> &Policy {
+        match self {
+            Snapshot::Local(policy) => policy,
+            Snapshot::Shared(policy) => policy,
+        }
+    }
 }
 
 thread_local! {
@@ -64,33 +87,33 @@ impl PolicyCell {
         Arc::clone(&self.current.read())
     }
 
-    /// Runs `f` on the current policy: one snapshot for the whole call, so a call never
-    /// sees a mix of two policies.
-    pub(crate) fn with<R>(&self, mut f: impl FnMut(&Policy) -> R) -> R {
+    /// The current policy, for one call: the call keeps this snapshot throughout, so it
+    /// never sees a mix of two policies. Returned by value (not passed to a closure) so
+    /// the caller can return its decision without copying it through extra frames.
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let generation = self.generation.load(Ordering::Acquire);
-        COPIES
-            .try_with(|cell| {
-                // Busy only if a clock or store re-enters the engine; then use the lock.
-                let Ok(mut copies) = cell.try_borrow_mut() else {
-                    return f(&self.current.read());
-                };
-                if let Some(copy) = copies.iter_mut().find(|c| c.engine == self.id) {
-                    if copy.generation != generation {
-                        *copy = self.fresh_copy(generation);
-                    }
-                    return f(&copy.policy);
+        let local = COPIES.try_with(|cell| {
+            // Busy only if a clock or store re-enters the engine; then use the shared one.
+            let mut copies = cell.try_borrow_mut().ok()?;
+            if let Some(copy) = copies.iter_mut().find(|c| c.engine == self.id) {
+                if copy.generation != generation {
+                    *copy = self.fresh_copy(generation);
                 }
-                copies.retain(|c| c.alive.strong_count() > 0);
-                if copies.len() >= COPIES_PER_THREAD {
-                    return f(&self.current.read());
-                }
-                copies.push(self.fresh_copy(generation));
-                match copies.last() {
-                    Some(copy) => f(&copy.policy),
-                    None => f(&self.current.read()),
-                }
-            })
-            .unwrap_or_else(|_| f(&self.current.read()))
+                return Some(Rc::clone(&copy.policy));
+            }
+            copies.retain(|c| c.alive.strong_count() > 0);
+            if copies.len() >= COPIES_PER_THREAD {
+                return None;
+            }
+            let copy = self.fresh_copy(generation);
+            let policy = Rc::clone(&copy.policy);
+            copies.push(copy);
+            Some(policy)
+        });
+        match local {
+            Ok(Some(policy)) => Snapshot::Local(policy),
+            _ => Snapshot::Shared(self.current()),
+        }
     }
 
     fn fresh_copy(&self, generation: u64) -> ThreadCopy {
@@ -100,7 +123,7 @@ impl PolicyCell {
             engine: self.id,
             generation,
             alive: Arc::downgrade(&self.alive),
-            policy: shared.deep_copy(),
+            policy: Rc::new(shared.deep_copy()),
         }
     }
 }

@@ -132,6 +132,7 @@ pub(super) fn parse(text: &str) -> Result<Policy, PolicyError> {
 fn empty_rule(key: &str) -> Rule {
     Rule {
         key: key.into(),
+        glob: key.contains('*'),
         action: Action::Allow,
         reason: None,
         require: Vec::new(),

@@ -48,6 +48,8 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rule {
     pub(crate) key: Arc<str>,
+    /// Whether the key contains `*`; otherwise it matches only the tool of that name.
+    pub(crate) glob: bool,
     pub(crate) action: Action,
     pub(crate) reason: Option<Arc<str>>,
     pub(crate) require: Vec<Condition>,
@@ -63,6 +65,7 @@ impl Rule {
         let conditions = |list: &[Condition]| list.iter().map(Condition::deep_copy).collect();
         Rule {
             key: Arc::from(&*self.key),
+            glob: self.glob,
             action: self.action,
             reason: self.reason.as_deref().map(Arc::from),
             require: conditions(&self.require),

@@ -154,6 +154,10 @@ impl Engine {
     /// Replaces the policy. Counts survive for every counter whose name, window and scope
     /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
     /// never a mix.
+    ///
+    /// Each thread that evaluates calls keeps its own copy of the policy, so that threads
+    /// never contend; it makes a new copy on its first call after a reload (microseconds
+    /// for tens of rules, milliseconds for ten thousand).
     pub fn reload(&self, policy: Policy) {
         self.policy.replace(policy);
     }

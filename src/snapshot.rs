@@ -8,9 +8,12 @@
 //! on its first call after it.
 //!
 //! Cost: one copy of the policy per thread that uses the engine, made on that thread's
-//! first call after a load (a 10 000-rule policy takes about a millisecond). A thread
-//! keeps copies for up to four engines; calls to further engines read the shared policy
-//! under a lock, which is correct but does not scale across threads.
+//! first call after a load; the rule-matching tables are shared, not copied. For typical
+//! policies (tens of rules) that is microseconds. For a 10 000-rule policy the first call
+//! on each thread after a reload takes 5–12 ms on the development machine, mostly
+//! allocating the copy and freeing the previous one. A thread keeps copies for up to
+//! four engines; calls to further engines read the shared policy, which is correct but
+//! does not scale across threads.
 
 use crate::policy::Policy;
 use parking_lot::RwLock;

@@ -63,7 +63,7 @@ pub(crate) const MAX_UNITS: u64 = 1 << 53;
 /// whose name, window and scope are unchanged.
 #[derive(Debug, Clone)]
 pub struct Counter {
-    name: Arc<str>,
+    name: Box<str>,
     private: bool,
     window_secs: u64,
     scope: Scope,
@@ -174,10 +174,7 @@ pub(crate) struct Limit {
 impl Limit {
     pub(crate) fn deep_copy(&self) -> Limit {
         Limit {
-            counter: Arc::new(Counter {
-                name: Arc::from(self.counter.name()),
-                ..(*self.counter).clone()
-            }),
+            counter: Arc::new((*self.counter).clone()),
             max: self.max,
             cost: self.cost.clone(),
         }

@@ -55,8 +55,9 @@ pub struct Policy {
     pub(crate) all_tools: Rule,
     /// Rules in key order.
     pub(crate) rules: Vec<Rule>,
-    pub(crate) matcher: Matcher,
-    pub(crate) hidden: Matcher,
+    /// Shared, not copied, by per-thread copies: lookups only read it.
+    pub(crate) matcher: Arc<Matcher>,
+    pub(crate) hidden: Arc<Matcher>,
 }
 
 impl Policy {
@@ -103,8 +104,8 @@ impl Policy {
             hide: self.hide.iter().map(|key| Arc::from(&**key)).collect(),
             all_tools: self.all_tools.deep_copy(),
             rules: self.rules.iter().map(Rule::deep_copy).collect(),
-            matcher: self.matcher.clone(),
-            hidden: self.hidden.clone(),
+            matcher: Arc::clone(&self.matcher),
+            hidden: Arc::clone(&self.hidden),
         }
     }
 

@@ -116,8 +116,10 @@ pub(super) fn parse(text: &str) -> Result<Policy, PolicyError> {
         }
     }
 
-    let matcher = Matcher::new(rules.iter().enumerate().map(|(i, r)| (&*r.key, i)));
-    let hidden = Matcher::new(hide.iter().map(|key| (&**key, 0)));
+    let matcher = Arc::new(Matcher::new(
+        rules.iter().enumerate().map(|(i, r)| (&*r.key, i)),
+    ));
+    let hidden = Arc::new(Matcher::new(hide.iter().map(|key| (&**key, 0))));
     Ok(Policy {
         description,
         default,

@@ -63,7 +63,7 @@ pub(crate) const MAX_UNITS: u64 = 1 << 53;
 /// whose name, window and scope are unchanged.
 #[derive(Debug, Clone)]
 pub struct Counter {
-    name: Box<str>,
+    name: Arc<str>,
     private: bool,
     window_secs: u64,
     scope: Scope,
@@ -174,6 +174,7 @@ pub(crate) struct Limit {
 impl Limit {
     pub(crate) fn deep_copy(&self) -> Limit {
         Limit {
+            // The name stays shared: only store inserts clone it, never a call.
             counter: Arc::new((*self.counter).clone()),
             max: self.max,
             cost: self.cost.clone(),

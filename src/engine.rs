@@ -288,7 +288,8 @@ impl Engine {
             cost: 0,
         };
         let mut requests = InlineVec::<LimitRequest<'_>, INLINE_LIMITS>::new(filler);
-        let mut sources = InlineVec::<&Limit, INLINE_LIMITS>::new(first);
+        // Each request's limit and scope id, kept at the call's lifetime for the decision.
+        let mut sources = InlineVec::<(&Limit, &'a str), INLINE_LIMITS>::new((first, ""));
         for limit in limits {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
                 counter: Arc::clone(&limit.counter),
@@ -340,7 +341,7 @@ impl Engine {
                 max: limit.max,
                 cost,
             });
-            sources.push(limit);
+            sources.push((limit, scope_id));
         }
 
         let now = self.clock.now();
@@ -352,13 +353,13 @@ impl Engine {
         };
         let refused = |index: usize, retry_after| {
             let request = requests.get(index)?;
-            let limit = sources.as_slice().get(index)?;
+            let &(limit, scope_id) = sources.as_slice().get(index)?;
             Some(Decision::Limit {
                 tool: Cow::Borrowed(call.name()),
                 rule: rule.map(|r| r.key_for(call.name())),
                 limit: LimitInfo {
                     counter: Arc::clone(&limit.counter),
-                    scope_id: call.scope_id(limit.counter.scope()).map(Cow::Borrowed),
+                    scope_id: Some(Cow::Borrowed(scope_id)),
                     max: request.max,
                     cost: Some(request.cost),
                 },
@@ -369,8 +370,7 @@ impl Engine {
             Ok(Admission::Admitted { at }) => {
                 let mut charges = Charges::default();
                 if record {
-                    for (request, limit) in requests.iter().zip(sources.as_slice()) {
-                        let scope_id = call.scope_id(limit.counter.scope()).unwrap_or_default();
+                    for (request, &(limit, scope_id)) in requests.iter().zip(sources.as_slice()) {
                         charges.push(Charge {
                             counter: Arc::clone(&limit.counter),
                             scope_id: Cow::Borrowed(scope_id),

@@ -24,7 +24,6 @@
 use crate::call::ToolCall;
 use crate::decision::{Decision, DenyCode};
 use crate::engine::Engine;
-use crate::policy::Policy;
 use serde_json::{json, Value};
 
 /// JSON-RPC's "Invalid Request" error code.
@@ -192,19 +191,11 @@ pub fn filter_tools_list(engine: &Engine, result: &mut Value) -> usize {
     };
     let before = tools.len();
     tools.retain(|tool| match tool.get("name").and_then(Value::as_str) {
-        Some(name) => !denies_outright(&policy, name),
+        Some(name) => !policy.denies_outright(name),
         // Not a tool description we can judge: leave the server's answer as it is.
         None => true,
     });
     before - tools.len()
-}
-
-fn denies_outright(policy: &Policy, tool: &str) -> bool {
-    policy.is_hidden(tool)
-        || match policy.rule(tool) {
-            Some(rule) => rule.action == crate::policy::Action::Deny,
-            None => policy.default_action() == crate::policy::Action::Deny,
-        }
 }
 
 #[cfg(test)]

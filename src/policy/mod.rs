@@ -85,6 +85,13 @@ impl Policy {
         self.hidden.find(tool).is_some()
     }
 
+    /// Whether every call of `tool` is denied before its arguments are looked at: it is
+    /// hidden, its rule's action is `deny`, or no rule matches and the default is `deny`.
+    /// Such tools are left out of `tools/list`.
+    pub fn denies_outright(&self, tool: &str) -> bool {
+        self.is_hidden(tool) || self.rule(tool).map_or(self.default, |r| r.action) == Action::Deny
+    }
+
     /// The key of the rule that governs `tool`: the exact name, else the most specific
     /// glob; `None` when only the default applies.
     pub fn rule_for(&self, tool: &str) -> Option<&str> {

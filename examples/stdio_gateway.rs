@@ -121,10 +121,8 @@ impl Gateway {
                     continue;
                 }
             };
-            if let Some(forward) = self.screen(&message) {
-                if !forward {
-                    continue;
-                }
+            if self.answered_here(&message) {
+                continue;
             }
             if writeln!(server, "{line}")
                 .and_then(|()| server.flush())
@@ -137,14 +135,20 @@ impl Gateway {
         drop(server);
     }
 
-    /// Decides what happens to one client message: `Some(false)` if answered here.
-    fn screen(&self, message: &Value) -> Option<bool> {
-        let method = message.get("method")?.as_str()?;
-        let id = message.get("id")?;
+    /// Handles a client request the gateway answers itself (a refused or malformed
+    /// `tools/call`) and remembers what it must do with the server's answer to the rest.
+    /// Returns whether the message was answered here, so must not reach the server.
+    fn answered_here(&self, message: &Value) -> bool {
+        let (Some(method), Some(id)) = (
+            message.get("method").and_then(Value::as_str),
+            message.get("id"),
+        ) else {
+            return false;
+        };
         match method {
             "tools/list" => {
                 self.remember(id, Pending::List);
-                Some(true)
+                false
             }
             "tools/call" => {
                 let call = match mcp::tool_call(message) {
@@ -153,7 +157,7 @@ impl Gateway {
                         self.to_client(
                             &mcp::error_response(id, e.code(), &e.to_string()).to_string(),
                         );
-                        return Some(false);
+                        return true;
                     }
                 };
                 let mut call = call.session(&self.options.session);
@@ -168,15 +172,15 @@ impl Gateway {
                 match mcp::refusal(id, &decision) {
                     Some(refusal) => {
                         self.to_client(&refusal.to_string());
-                        Some(false)
+                        true
                     }
                     None => {
                         self.remember(id, Pending::Call(decision.into_owned()));
-                        Some(true)
+                        false
                     }
                 }
             }
-            _ => Some(true),
+            _ => false,
         }
     }
 

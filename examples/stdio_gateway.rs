@@ -6,46 +6,47 @@
 //! ```
 //!
 //! The MCP client talks to this process on stdin/stdout; it spawns the server command and
-//! relays newline-delimited JSON-RPC both ways. Every `tools/call` is evaluated first:
-//! allowed calls go to the server, the rest are answered here and never reach it.
-//! `tools/list` results lose the tools the policy hides or denies outright. When the
-//! server answers an allowed call with an error, its quota is refunded. The policy file is
-//! reloaded when it changes (a bad edit is reported and the old policy kept). A line from
-//! the client that is not JSON gets a JSON-RPC parse error; the gateway keeps running.
+//! relays newline-delimited JSON-RPC both ways through [`mcp::Relay`], which does the
+//! enforcing: every `tools/call` is evaluated and only allowed ones reach the server,
+//! re-serialized from what was evaluated and under the gateway's own request ids; batches,
+//! id-less calls, ambiguous keys, oversized or non-UTF-8 lines are answered with JSON-RPC
+//! errors and never relayed; `tools/list` results lose what the policy refuses. This file
+//! adds only the I/O: reading lines with a bound, writing answers, timing out requests
+//! and reloading the policy file when it changes (a bad edit is reported and the old
+//! policy kept).
 //!
 //! Flags: `--policy FILE` (required), `--grant ID`, `--agent ID`, `--session ID` (default:
-//! a new id per process), `--reload-interval-ms N` (default 1000).
+//! a new id per process), `--max-message BYTES` (default 4 MiB), `--request-timeout
+//! SECONDS` (default 600), `--reload-interval-ms N` (default 1000).
 
-use mcp_policy::{mcp, Decision, Engine, Policy};
-use serde_json::Value;
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use mcp_policy::mcp::{self, Line, LineReader, Output, Relay};
+use mcp_policy::{Engine, Policy};
+use std::io::{BufReader, Write};
+use std::process::{ChildStdin, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+const USAGE: &str = "usage: stdio_gateway --policy FILE [--grant ID] [--agent ID] \
+[--session ID] [--max-message BYTES] [--request-timeout SECONDS] [--reload-interval-ms N] \
+-- SERVER COMMAND...";
 
 struct Options {
     policy: String,
     grant: Option<String>,
     agent: Option<String>,
     session: String,
+    max_message: usize,
+    request_timeout: Duration,
     reload_interval: Duration,
     server: Vec<String>,
 }
 
-/// What the gateway remembers about a request it forwarded, until the server answers.
-enum Pending {
-    /// An allowed call: refund its quota if the server fails it.
-    Call(Decision<'static>),
-    /// A `tools/list`: filter the answer.
-    List,
-}
-
 struct Gateway {
-    engine: Engine,
-    options: Options,
-    pending: Mutex<HashMap<String, Pending>>,
+    relay: Relay,
+    policy_path: String,
+    reload_interval: Duration,
     client: Mutex<std::io::Stdout>,
+    server: Mutex<Option<ChildStdin>>,
 }
 
 fn main() -> ExitCode {
@@ -59,13 +60,22 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, String> {
-    let options = parse_args(std::env::args().skip(1).collect())?;
+    let Some(options) = parse_args(std::env::args().skip(1).collect())? else {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    };
     let policy = load(&options.policy)?;
     let (program, args) = options
         .server
         .split_first()
-        .ok_or("no server command given after --")?;
-    let mut child: Child = Command::new(program)
+        .ok_or(format!("no server command given after --; {USAGE}"))?;
+    if options.grant.is_none() {
+        eprintln!(
+            "stdio_gateway: warning: no --grant given, so every call to a tool with a limit \
+             that counts per grant (the default scope) will be denied as missing_identity"
+        );
+    }
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -74,19 +84,26 @@ fn run() -> Result<ExitCode, String> {
     let server_in = child.stdin.take().ok_or("the server has no stdin")?;
     let server_out = child.stdout.take().ok_or("the server has no stdout")?;
 
-    let gateway = Arc::new(Gateway {
-        engine: Engine::new(policy),
-        options,
-        pending: Mutex::new(HashMap::new()),
-        client: Mutex::new(std::io::stdout()),
-    });
-    {
-        let gateway = Arc::clone(&gateway);
-        std::thread::spawn(move || gateway.watch_policy());
+    let mut relay = Relay::builder(Engine::new(policy))
+        .session(options.session.clone())
+        .max_message(options.max_message)
+        .request_timeout(options.request_timeout);
+    if let Some(grant) = &options.grant {
+        relay = relay.grant(grant.clone());
     }
-    {
+    if let Some(agent) = &options.agent {
+        relay = relay.agent(agent.clone());
+    }
+    let gateway = Arc::new(Gateway {
+        relay: relay.build(),
+        policy_path: options.policy,
+        reload_interval: options.reload_interval,
+        client: Mutex::new(std::io::stdout()),
+        server: Mutex::new(Some(server_in)),
+    });
+    for task in [Gateway::watch_policy, Gateway::expire_requests, Gateway::relay_client] {
         let gateway = Arc::clone(&gateway);
-        std::thread::spawn(move || gateway.relay_client(server_in));
+        std::thread::spawn(move || task(&gateway));
     }
     gateway.relay_server(server_out);
     let status = child
@@ -101,159 +118,103 @@ fn run() -> Result<ExitCode, String> {
 }
 
 impl Gateway {
-    /// Client → server: evaluate calls, answer refusals here, forward the rest.
-    fn relay_client(&self, mut server: ChildStdin) {
+    /// Client → relay, line by line, until the client closes its side.
+    fn relay_client(&self) {
         let stdin = std::io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let message: Value = match serde_json::from_str(&line) {
-                Ok(message) => message,
+        let mut lines = LineReader::new(stdin.lock(), self.relay.max_message());
+        loop {
+            let output = match lines.next_line() {
+                Ok(Some(Line::Message(bytes))) => self.relay.from_client(&bytes),
+                Ok(Some(Line::TooLong { size })) => self.relay.client_message_too_large(size),
+                Ok(None) => break,
                 Err(e) => {
-                    let reply = mcp::error_response(
-                        &Value::Null,
-                        mcp::PARSE_ERROR,
-                        &format!("parse error: {e}"),
-                    );
-                    self.to_client(&reply.to_string());
-                    continue;
+                    eprintln!("stdio_gateway: reading from the client: {e}");
+                    break;
                 }
             };
-            if self.answered_here(&message) {
-                continue;
-            }
-            if writeln!(server, "{line}")
-                .and_then(|()| server.flush())
-                .is_err()
-            {
-                break;
-            }
+            self.write(output);
         }
         // The client is gone: closing the server's stdin asks it to finish.
-        drop(server);
-    }
-
-    /// Handles a client request the gateway answers itself (a refused or malformed
-    /// `tools/call`) and remembers what it must do with the server's answer to the rest.
-    /// Returns whether the message was answered here, so must not reach the server.
-    fn answered_here(&self, message: &Value) -> bool {
-        let (Some(method), Some(id)) = (
-            message.get("method").and_then(Value::as_str),
-            message.get("id"),
-        ) else {
-            return false;
-        };
-        match method {
-            "tools/list" => {
-                self.remember(id, Pending::List);
-                false
-            }
-            "tools/call" => {
-                let call = match mcp::tool_call(message) {
-                    Ok(call) => call,
-                    Err(e) => {
-                        self.to_client(
-                            &mcp::error_response(id, e.code(), &e.to_string()).to_string(),
-                        );
-                        return true;
-                    }
-                };
-                let mut call = call.session(&self.options.session);
-                if let Some(grant) = &self.options.grant {
-                    call = call.grant(grant);
-                }
-                if let Some(agent) = &self.options.agent {
-                    call = call.agent(agent);
-                }
-                let decision = self.engine.evaluate(&call);
-                eprintln!("stdio_gateway: {decision}");
-                match mcp::refusal(id, &decision) {
-                    Some(refusal) => {
-                        self.to_client(&refusal.to_string());
-                        true
-                    }
-                    None => {
-                        self.remember(id, Pending::Call(decision.into_owned()));
-                        false
-                    }
-                }
-            }
-            _ => false,
+        if let Ok(mut server) = self.server.lock() {
+            server.take();
         }
     }
 
-    /// Server → client: refund failed calls, filter tool lists, pass everything on.
+    /// Server → relay, line by line, until the server closes its side.
     fn relay_server(&self, server: impl std::io::Read) {
-        for line in BufReader::new(server).lines() {
-            let Ok(line) = line else { break };
-            let Ok(mut message) = serde_json::from_str::<Value>(&line) else {
-                self.to_client(&line);
-                continue;
+        let mut lines = LineReader::new(BufReader::new(server), self.relay.max_message());
+        loop {
+            let output = match lines.next_line() {
+                Ok(Some(Line::Message(bytes))) => self.relay.from_server(&bytes),
+                Ok(Some(Line::TooLong { size })) => self.relay.server_message_too_large(size),
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("stdio_gateway: reading from the server: {e}");
+                    break;
+                }
             };
-            let pending = message
-                .get("id")
-                .filter(|_| message.get("method").is_none())
-                .and_then(|id| self.pending.lock().ok()?.remove(&id.to_string()));
-            match pending {
-                Some(Pending::Call(decision)) => {
-                    let failed = message.get("error").is_some()
-                        || message.pointer("/result/isError") == Some(&Value::Bool(true));
-                    if failed {
-                        match self.engine.refund(&decision) {
-                            Ok(()) => eprintln!(
-                                "stdio_gateway: the server failed {}; quota refunded",
-                                decision.tool()
-                            ),
-                            Err(e) => eprintln!("stdio_gateway: refund failed: {e}"),
-                        }
-                    }
-                    self.to_client(&line);
-                }
-                Some(Pending::List) => {
-                    let removed = mcp::filter_tools_list(&self.engine, &mut message);
-                    if removed > 0 {
-                        self.to_client(&message.to_string());
-                    } else {
-                        self.to_client(&line);
-                    }
-                }
-                None => self.to_client(&line),
-            }
+            self.write(output);
+        }
+        self.write(self.relay.server_closed());
+    }
+
+    /// Answers requests the server left waiting too long.
+    fn expire_requests(&self) {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            self.write(self.relay.expire());
         }
     }
 
     /// Reloads the policy file whenever its modification time changes.
     fn watch_policy(&self) {
         let modified = |path: &str| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let mut seen: Option<SystemTime> = modified(&self.options.policy);
+        let mut seen: Option<SystemTime> = modified(&self.policy_path);
         loop {
-            std::thread::sleep(self.options.reload_interval);
-            let now = modified(&self.options.policy);
+            std::thread::sleep(self.reload_interval);
+            let now = modified(&self.policy_path);
             if now == seen {
                 continue;
             }
             seen = now;
-            match load(&self.options.policy) {
+            match load(&self.policy_path) {
                 Ok(policy) => {
-                    self.engine.reload(policy);
-                    eprintln!("stdio_gateway: reloaded {}", self.options.policy);
+                    self.relay.engine().reload(policy);
+                    eprintln!("stdio_gateway: reloaded {}", self.policy_path);
                 }
                 Err(e) => eprintln!("stdio_gateway: keeping the previous policy: {e}"),
             }
         }
     }
 
-    fn remember(&self, id: &Value, pending: Pending) {
-        if let Ok(mut map) = self.pending.lock() {
-            map.insert(id.to_string(), pending);
+    fn write(&self, output: Output) {
+        for note in &output.notes {
+            eprintln!("stdio_gateway: {note}");
         }
-    }
-
-    fn to_client(&self, line: &str) {
-        if let Ok(mut out) = self.client.lock() {
-            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        if !output.to_server.is_empty() {
+            if let Ok(mut server) = self.server.lock() {
+                let failed = server.as_mut().is_some_and(|stdin| {
+                    output
+                        .to_server
+                        .iter()
+                        .try_for_each(|line| writeln!(stdin, "{line}"))
+                        .and_then(|()| stdin.flush())
+                        .is_err()
+                });
+                // The server stopped reading; its exit ends the gateway.
+                if failed {
+                    server.take();
+                }
+            }
+        }
+        if !output.to_client.is_empty() {
+            if let Ok(mut client) = self.client.lock() {
+                let _ = output
+                    .to_client
+                    .iter()
+                    .try_for_each(|line| writeln!(client, "{line}"))
+                    .and_then(|()| client.flush());
+            }
         }
     }
 }
@@ -263,30 +224,29 @@ fn load(path: &str) -> Result<Policy, String> {
     Policy::from_json(&text).map_err(|e| format!("{path}: {e}"))
 }
 
-fn parse_args(args: Vec<String>) -> Result<Options, String> {
-    let usage = "usage: stdio_gateway --policy FILE [--grant ID] [--agent ID] [--session ID] \
-                 [--reload-interval-ms N] -- SERVER COMMAND...";
+/// The options, or `None` when help was asked for.
+fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
     let mut policy = None;
     let mut grant = None;
     let mut agent = None;
     let mut session = None;
-    let mut reload_ms = 1000;
+    let mut max_message = mcp::DEFAULT_MAX_MESSAGE;
+    let mut request_timeout_s = 600u64;
+    let mut reload_ms = 1000u64;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value; {usage}"));
+        let mut value = || args.next().ok_or(format!("{flag} needs a value; {USAGE}"));
         match flag.as_str() {
             "--policy" => policy = Some(value()?),
             "--grant" => grant = Some(value()?),
             "--agent" => agent = Some(value()?),
             "--session" => session = Some(value()?),
-            "--reload-interval-ms" => {
-                reload_ms = value()?
-                    .parse()
-                    .map_err(|e| format!("--reload-interval-ms: {e}"))?
-            }
+            "--max-message" => max_message = number(&flag, &value()?)?,
+            "--request-timeout" => request_timeout_s = number(&flag, &value()?)?,
+            "--reload-interval-ms" => reload_ms = number(&flag, &value()?)?,
             "--" => break,
-            "-h" | "--help" => return Err(usage.into()),
-            other => return Err(format!("unknown argument {other:?}; {usage}")),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
     let session = session.unwrap_or_else(|| {
@@ -295,12 +255,22 @@ fn parse_args(args: Vec<String>) -> Result<Options, String> {
             .unwrap_or_default();
         format!("gw-{}-{}", std::process::id(), started.as_millis())
     });
-    Ok(Options {
-        policy: policy.ok_or(format!("--policy is required; {usage}"))?,
+    Ok(Some(Options {
+        policy: policy.ok_or(format!("--policy is required; {USAGE}"))?,
         grant,
         agent,
         session,
+        max_message,
+        request_timeout: Duration::from_secs(request_timeout_s.max(1)),
         reload_interval: Duration::from_millis(reload_ms.max(10)),
         server: args.collect(),
-    })
+    }))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| format!("{flag}: {e}: expected a whole number, found {text:?}"))
 }

@@ -1,7 +1,7 @@
 //! [`Decision`]: what the engine answers for one call, with what an audit log needs.
 
 use crate::clock::Timestamp;
-use crate::policy::{Counter, Scope};
+use crate::policy::{Counter, Refund, Scope};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -564,6 +564,7 @@ impl<'a> Usage<'a> {
                 counter: Arc::clone(&charge.counter),
                 scope_id: Cow::Owned(charge.scope_id.to_string()),
                 cost: charge.cost,
+                refund: charge.refund,
             });
         }
         Usage {
@@ -592,6 +593,8 @@ pub(crate) struct Charge<'a> {
     pub(crate) counter: Arc<Counter>,
     pub(crate) scope_id: Cow<'a, str>,
     pub(crate) cost: u64,
+    /// The charging limit's `refund` setting: which outcomes give the units back.
+    pub(crate) refund: Refund,
 }
 
 /// The charges of one call: two inline (a rule's limit and `all_tools`' are the common

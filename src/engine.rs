@@ -4,7 +4,9 @@ use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
 use crate::inline_vec::InlineVec;
-use crate::policy::{Action, Condition, Cost, Limit, Policy, Rule};
+use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
+#[cfg(doc)]
+use crate::policy::Refund;
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use serde_json::Value;
@@ -127,28 +129,76 @@ impl Engine {
         self.decide(&self.policy.snapshot(), call, false)
     }
 
-    /// Gives back what an `Allow` recorded, for a call the upstream server failed, so it
-    /// does not use quota. Does nothing for other decisions, for a decision refunded
-    /// before, and for units whose window has passed.
+    /// Reports that the server never ran an allowed call (it answered with a JSON-RPC
+    /// error, or the call was never sent): gives back, once, what the `Allow` recorded in
+    /// every limit whose `refund` is not `"never"`. The same as
+    /// [`report_outcome`](Self::report_outcome) with [`Outcome::NotRun`].
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, ManualClock, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"t": {"rate_limit": "1/minute"}}}"#
+    ///     .parse()?;
+    /// let engine = Engine::builder(policy).clock(ManualClock::new()).build();
+    /// let call = ToolCall::new("t").session("s1");
+    /// let first = engine.evaluate(&call);
+    /// engine.refund(&first)?; // the server answered with a JSON-RPC error
+    /// assert!(engine.evaluate(&call).is_allowed());
+    /// assert!(!engine.evaluate(&call).is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// The store's error, if it could not be reached.
     pub fn refund(&self, decision: &Decision<'_>) -> Result<(), StoreError> {
+        self.report_outcome(decision, Outcome::NotRun).map(|_| ())
+    }
+
+    /// Reports how an allowed call ended upstream, and gives back its units in the limits
+    /// whose `refund` setting covers `outcome` ([`Refund::refunds`]): by default only a
+    /// call that never ran is refunded, so failing calls still count. Returns whether
+    /// anything was given back.
+    ///
+    /// A decision is refunded at most once, whatever the outcomes reported. Other
+    /// decisions than `Allow`, and units whose window has passed, change nothing.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, ManualClock, Outcome, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"t": {"limits": [
+    ///     {"window": "minute", "max": 1, "scope": "session"}]}}}"#.parse()?;
+    /// let engine = Engine::builder(policy).clock(ManualClock::new()).build();
+    /// let call = ToolCall::new("t").session("s1");
+    /// let first = engine.evaluate(&call);
+    /// // The tool ran and failed: with the default `"refund": "not_run"` it still counts.
+    /// assert!(!engine.report_outcome(&first, Outcome::Failed)?);
+    /// assert!(!engine.evaluate(&call).is_allowed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The store's error, if it could not be reached.
+    pub fn report_outcome(
+        &self,
+        decision: &Decision<'_>,
+        outcome: Outcome,
+    ) -> Result<bool, StoreError> {
         let Decision::Allow { usage, .. } = decision else {
-            return Ok(());
+            return Ok(false);
         };
-        if usage.charges.iter().next().is_none() || !usage.take_refund() {
-            return Ok(());
+        let mut refundable = usage.charges.iter().filter(|c| c.refund.refunds(outcome));
+        if refundable.next().is_none() || !usage.take_refund() {
+            return Ok(false);
         }
         let now = self.clock.now();
-        for charge in usage.charges.iter() {
+        for charge in usage.charges.iter().filter(|c| c.refund.refunds(outcome)) {
             let key = CounterKey {
                 counter: &charge.counter,
                 scope_id: &charge.scope_id,
             };
             self.store.release(now, key, usage.at, charge.cost)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Replaces the policy. Counts survive for every counter whose name, window and scope
@@ -375,6 +425,7 @@ impl Engine {
                             counter: Arc::clone(&limit.counter),
                             scope_id: Cow::Borrowed(scope_id),
                             cost: request.cost,
+                            refund: limit.refund,
                         });
                     }
                 }

@@ -118,6 +118,7 @@ mod clock;
 mod decision;
 mod engine;
 mod inline_vec;
+mod json;
 mod matcher;
 pub mod mcp;
 mod name_table;
@@ -130,7 +131,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
 pub use engine::{Engine, EngineBuilder};
 pub use mcp::McpError;
-pub use policy::{Action, Counter, Policy, PolicyError, Scope};
+pub use policy::{Action, Counter, Outcome, Policy, PolicyError, Refund, Scope};
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -163,12 +163,105 @@ pub(crate) enum Cost {
     Argument(ArgPath),
 }
 
+/// Which upstream outcomes of an allowed call give its units back (a limit's `refund`).
+///
+/// Success never refunds. The default, [`Refund::NotRun`], gives units back only when
+/// the server never ran the tool, so a stream of failing calls cannot get past a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refund {
+    /// Refund calls the server never ran: it answered with a JSON-RPC error, or the call
+    /// was never sent. The default.
+    #[default]
+    NotRun,
+    /// Also refund calls that ran and failed (a result with `isError: true`).
+    Failed,
+    /// Never refund.
+    Never,
+}
+
+impl Refund {
+    /// The name used in policy files: `"not_run"`, `"failed"` or `"never"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refund::NotRun => "not_run",
+            Refund::Failed => "failed",
+            Refund::Never => "never",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Refund> {
+        Some(match name {
+            "not_run" => Refund::NotRun,
+            "failed" => Refund::Failed,
+            "never" => Refund::Never,
+            _ => return None,
+        })
+    }
+
+    /// Whether a call that ended with `outcome` gets its units back under this setting.
+    ///
+    /// ```
+    /// use mcp_policy::{Outcome, Refund};
+    ///
+    /// assert!(Refund::NotRun.refunds(Outcome::NotRun));
+    /// assert!(!Refund::NotRun.refunds(Outcome::Failed));
+    /// assert!(Refund::Failed.refunds(Outcome::Failed));
+    /// assert!(!Refund::Failed.refunds(Outcome::Succeeded));
+    /// assert!(!Refund::Never.refunds(Outcome::NotRun));
+    /// ```
+    pub fn refunds(self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::NotRun => self != Refund::Never,
+            Outcome::Failed => self == Refund::Failed,
+            Outcome::Succeeded | Outcome::Unknown | Outcome::InputRequired => false,
+        }
+    }
+}
+
+/// How an allowed call ended upstream, as a gateway reports it to
+/// [`Engine::report_outcome`](crate::Engine::report_outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The tool ran and succeeded. Never refunds.
+    Succeeded,
+    /// The tool ran and its result has `isError: true`. Refunds limits whose `refund`
+    /// is `"failed"`.
+    Failed,
+    /// The tool never ran: the server answered with a JSON-RPC error, or the call was
+    /// never sent. Refunds every limit whose `refund` is not `"never"`.
+    NotRun,
+    /// Nobody knows: the server died or the connection broke after the call was sent.
+    /// The units stay charged.
+    Unknown,
+    /// The server asked for more input before finishing (`resultType: "input_required"`):
+    /// the call is not over, so its units stay charged.
+    InputRequired,
+}
+
+impl Outcome {
+    /// The outcome's name in audit records: `ok`, `failed`, `not_run`, `unknown` or
+    /// `input_required`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "ok",
+            Outcome::Failed => "failed",
+            Outcome::NotRun => "not_run",
+            Outcome::Unknown => "unknown",
+            Outcome::InputRequired => "input_required",
+        }
+    }
+}
+
 /// One compiled limit.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Limit {
     pub(crate) counter: Arc<Counter>,
     pub(crate) max: u64,
     pub(crate) cost: Cost,
+    pub(crate) refund: Refund,
 }
 
 impl Limit {
@@ -178,6 +271,7 @@ impl Limit {
             counter: Arc::new((*self.counter).clone()),
             max: self.max,
             cost: self.cost.clone(),
+            refund: self.refund,
         }
     }
 }

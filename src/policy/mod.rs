@@ -3,7 +3,6 @@
 mod arg_path;
 mod condition;
 mod error;
-mod json;
 mod limit;
 mod parse;
 mod rule;
@@ -11,7 +10,7 @@ mod rule;
 pub(crate) use condition::Condition;
 pub use error::PolicyError;
 pub(crate) use limit::{Cost, Limit};
-pub use limit::{Counter, Scope};
+pub use limit::{Counter, Outcome, Refund, Scope};
 pub use rule::Action;
 pub(crate) use rule::Rule;
 
@@ -238,6 +237,9 @@ fn limit_json(limit: &Limit) -> Value {
         Cost::Argument(path) => {
             map.insert("cost".into(), path.as_str().into());
         }
+    }
+    if limit.refund != Refund::default() {
+        map.insert("refund".into(), limit.refund.as_str().into());
     }
     Value::Object(map)
 }

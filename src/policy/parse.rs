@@ -3,8 +3,10 @@
 use super::arg_path::ArgPath;
 use super::condition::{Condition, Op, OP_NAMES};
 use super::error::PolicyError;
-use super::json::parse_strict;
-use super::limit::{window_from_name, Cost, Counter, Limit, Scope, MAX_UNITS, MAX_WINDOW_SECS};
+use crate::json::parse_strict;
+use super::limit::{
+    window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
+};
 use super::rule::{Action, Rule};
 use super::Policy;
 use crate::matcher::Matcher;
@@ -31,7 +33,7 @@ const RULE_FIELDS: &[&str] = &[
 ];
 const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if"];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason"];
-const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "cost"];
+const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "cost", "refund"];
 const RATE_LIMIT_FIELDS: &[&str] = &["max", "window", "scope"];
 const ACTIONS: &str = "\"allow\", \"deny\" or \"require_approval\"";
 const SCOPES: &str = "\"grant\", \"session\", \"agent\" or \"global\"";
@@ -178,6 +180,7 @@ fn rule(
             counter,
             max,
             cost: Cost::Fixed(1),
+            refund: Refund::default(),
         });
     }
     Ok(rule)
@@ -320,6 +323,19 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
             ))
         }
     };
+    let refund = match optional_string(map, path, "refund")? {
+        None => Refund::default(),
+        Some(name) => Refund::from_name(name).ok_or_else(|| {
+            PolicyError::at(
+                &join(path, "refund"),
+                format!(
+                    "expected \"not_run\", \"failed\" or \"never\", found {}{}",
+                    describe_str(name),
+                    suggestion(name, &["not_run", "failed", "never"])
+                ),
+            )
+        })?,
+    };
     let counter = match map.get("counter") {
         None => Arc::new(Counter::with_identity(path, true, window_secs, scope)),
         Some(Value::String(name)) => {
@@ -339,7 +355,12 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
             ))
         }
     };
-    Ok(Limit { counter, max, cost })
+    Ok(Limit {
+        counter,
+        max,
+        cost,
+        refund,
+    })
 }
 
 fn rate_limit(v: &Value, path: &str) -> Result<(u64, u64, Scope), PolicyError> {

@@ -1,0 +1,48 @@
+//! MCP (Model Context Protocol) helpers on `serde_json::Value`, so the engine fits any MCP
+//! stack: read a `tools/call` request, answer a call the policy refused, filter a
+//! `tools/list` result, tell protocol revisions apart, and [`Relay`]: the
+//! transport-neutral core of a gateway that relays only what it evaluated.
+//!
+//! ```
+//! use mcp_policy::{mcp, Engine, Policy};
+//! use serde_json::json;
+//!
+//! let policy: Policy = r#"{"version": "1", "tools": {
+//!     "whmcs_close_client": {"action": "deny", "reason": "never automated"}
+//! }}"#.parse()?;
+//! let engine = Engine::new(policy);
+//!
+//! let request = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+//!     "params": {"name": "whmcs_close_client", "arguments": {"client_id": 77}}});
+//! let call = mcp::tool_call(&request)?.grant("g1");
+//! let decision = engine.evaluate(&call);
+//! let response = mcp::refusal(&request["id"], &decision, mcp::Revision::V2025_06_18)
+//!     .expect("denied");
+//! assert_eq!(response["result"]["isError"], true);
+//! assert_eq!(response["result"]["structuredContent"]["code"], "rule_denied");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+/// JSON-RPC's "Invalid Request" error code.
+pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's "Invalid params" error code.
+pub const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC's "Parse error" code, for a line that is not JSON.
+pub const PARSE_ERROR: i64 = -32700;
+
+
+mod call;
+mod lines;
+mod message;
+mod relay;
+mod response;
+mod revision;
+mod tools_list;
+
+pub use call::{tool_call, McpError};
+pub use lines::{Line, LineReader};
+pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
+pub use relay::{Output, Relay, RelayBuilder, GATEWAY_ERROR};
+pub use response::{error_response, refusal};
+pub use revision::{Revision, PROTOCOL_VERSION_META};
+pub use tools_list::filter_tools_list;

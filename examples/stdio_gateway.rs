@@ -101,7 +101,11 @@ fn run() -> Result<ExitCode, String> {
         client: Mutex::new(std::io::stdout()),
         server: Mutex::new(Some(server_in)),
     });
-    for task in [Gateway::watch_policy, Gateway::expire_requests, Gateway::relay_client] {
+    for task in [
+        Gateway::watch_policy,
+        Gateway::expire_requests,
+        Gateway::relay_client,
+    ] {
         let gateway = Arc::clone(&gateway);
         std::thread::spawn(move || task(&gateway));
     }

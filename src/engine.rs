@@ -4,9 +4,9 @@ use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
 use crate::inline_vec::InlineVec;
-use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
 #[cfg(doc)]
 use crate::policy::Refund;
+use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use serde_json::Value;

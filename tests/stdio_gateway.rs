@@ -10,11 +10,11 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/gateway.rs"]
+mod gateway;
+
+use gateway::{text, wait_with_timeout, Session};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
@@ -23,144 +23,6 @@ const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"
   "whmcs_add_ticket_reply":{"limits":[{"counter":"replies","window":"minute","max":1,"scope":"grant"}]},
   "whmcs_close_client":{"action":"deny","reason":"closing accounts is never automated"},
   "whmcs_send_email":{"action":"require_approval","reason":"emails are reviewed"}}}"#;
-
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile_dir = deps.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples (cargo test does)",
-        path.display()
-    );
-    path
-}
-
-struct Session {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    dir: PathBuf,
-}
-
-impl Session {
-    fn start(policy: &str, server: &[&str]) -> Session {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mcp-policy-gw-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("policy.json"), policy).unwrap();
-        let mut child = Command::new(example("stdio_gateway"))
-            .arg("--policy")
-            .arg(dir.join("policy.json"))
-            .args(["--grant", "g1", "--reload-interval-ms", "50", "--"])
-            .args(server)
-            .env("WHMCS_SERVER_LOG", dir.join("server.log"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Session {
-            child,
-            stdin,
-            lines,
-            dir,
-        }
-    }
-
-    fn whmcs(policy: &str) -> Session {
-        let server = example("whmcs_server");
-        Session::start(policy, &[server.to_str().unwrap()])
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn next(&self) -> Value {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("no answer from the gateway");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    }
-
-    fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        self.send(
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
-        );
-        let answer = self.next();
-        assert_eq!(answer["id"], id, "{answer}");
-        answer
-    }
-
-    fn call(&mut self, id: u64, tool: &str, arguments: Value) -> Value {
-        self.request(
-            id,
-            "tools/call",
-            json!({"name": tool, "arguments": arguments}),
-        )
-    }
-
-    fn handshake(&mut self) {
-        let init = self.request(
-            0,
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}),
-        );
-        assert_eq!(init["result"]["serverInfo"]["name"], "whmcs-demo");
-        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    }
-
-    /// The tools the server ran, in order.
-    fn server_log(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("server.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        drop(self.stdin.take());
-        let output = wait_with_timeout(&mut self.child);
-        let _ = std::fs::remove_dir_all(&self.dir);
-        output
-    }
-}
-
-fn wait_with_timeout(child: &mut Child) -> (std::process::ExitStatus, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            return (status, stderr);
-        }
-        assert!(Instant::now() < deadline, "the gateway did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(answer: &Value) -> &str {
-    answer["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-}
 
 #[test]
 fn allowed_calls_reach_the_server_and_come_back_unchanged() {
@@ -260,10 +122,11 @@ fn hidden_and_denied_tools_are_absent_from_tools_list() {
 }
 
 #[test]
-fn a_server_error_refunds_the_quota() {
+fn a_failing_call_counts_unless_the_limit_refunds_failures() {
+    // One reply a minute. The tool runs and fails (no such ticket): it still counts, so
+    // a stream of failing calls cannot get past the limit.
     let mut gw = Session::whmcs(POLICY);
     gw.handshake();
-    // One reply a minute. The server fails the first (no such ticket): it costs nothing.
     let failed = gw.call(
         1,
         "whmcs_add_ticket_reply",
@@ -271,35 +134,52 @@ fn a_server_error_refunds_the_quota() {
     );
     assert_eq!(failed["result"]["isError"], true);
     assert_eq!(text(&failed), "no such ticket", "the server's own answer");
+    let limited = gw.call(
+        2,
+        "whmcs_add_ticket_reply",
+        json!({"ticket_id": 1, "message": "hello"}),
+    );
+    assert_eq!(
+        limited["result"]["structuredContent"]["code"],
+        "rate_limited"
+    );
+    gw.finish();
+
+    // With "refund": "failed" the failed call is given back.
+    let mut gw = Session::whmcs(&POLICY.replace(
+        r#""max":1,"scope":"grant""#,
+        r#""max":1,"scope":"grant","refund":"failed""#,
+    ));
+    gw.handshake();
+    gw.call(
+        1,
+        "whmcs_add_ticket_reply",
+        json!({"ticket_id": 99, "message": "hello"}),
+    );
     let ok = gw.call(
         2,
         "whmcs_add_ticket_reply",
         json!({"ticket_id": 1, "message": "hello"}),
     );
     assert_eq!(text(&ok), "reply added (1 in total)");
-    let limited = gw.call(
-        3,
-        "whmcs_add_ticket_reply",
-        json!({"ticket_id": 1, "message": "again"}),
-    );
-    assert_eq!(
-        limited["result"]["structuredContent"]["code"],
-        "rate_limited"
-    );
-    // A JSON-RPC error from the server refunds too.
-    let mut gw2 = Session::whmcs(&POLICY.replace(
+    gw.finish();
+}
+
+#[test]
+fn a_call_the_server_never_ran_is_refunded() {
+    // The server answers an unknown tool with a JSON-RPC error: nothing ran.
+    let mut gw = Session::whmcs(&POLICY.replace(
         "\"whmcs_get_*\":{}",
         "\"whmcs_get_*\":{\"rate_limit\":\"1/minute\"}",
     ));
-    gw2.handshake();
-    let unknown = gw2.call(1, "whmcs_get_nothing", json!({}));
+    gw.handshake();
+    let unknown = gw.call(1, "whmcs_get_nothing", json!({}));
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
     assert_eq!(
-        gw2.call(2, "whmcs_get_ticket", json!({"ticket_id": 2}))["result"]["isError"],
+        gw.call(2, "whmcs_get_ticket", json!({"ticket_id": 2}))["result"]["isError"],
         false
     );
     gw.finish();
-    gw2.finish();
 }
 
 #[test]
@@ -359,7 +239,11 @@ fn the_policy_file_is_reloaded_when_it_changes() {
 
 #[test]
 fn the_server_exiting_ends_the_gateway_with_a_clear_message() {
-    let gw = Session::start(POLICY, &["sh", "-c", "exit 3"]);
+    let gw = Session::start(
+        POLICY,
+        &["--grant", "g1"],
+        &["sh".into(), "-c".into(), "exit 3".into()],
+    );
     let mut gw = gw;
     let (status, stderr) = wait_with_timeout(&mut gw.child);
     assert!(!status.success());
@@ -372,7 +256,7 @@ fn the_server_exiting_ends_the_gateway_with_a_clear_message() {
 
 #[test]
 fn a_server_that_cannot_start_is_a_clear_error() {
-    let mut gw = Session::start(POLICY, &["/nonexistent/server"]);
+    let mut gw = Session::start(POLICY, &["--grant", "g1"], &["/nonexistent/server".into()]);
     let (status, stderr) = wait_with_timeout(&mut gw.child);
     assert_eq!(status.code(), Some(2));
     assert!(

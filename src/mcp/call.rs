@@ -90,7 +90,6 @@ pub fn tool_call(request: &Value) -> Result<ToolCall<'_>, McpError> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,7 +141,10 @@ mod tests {
     fn invalid_utf8_is_handed_over_as_bytes() {
         assert_eq!(
             all(b"\xff\xfe\n{}\n", 100),
-            [Line::Message(b"\xff\xfe".to_vec()), Line::Message(b"{}".to_vec())]
+            [
+                Line::Message(b"\xff\xfe".to_vec()),
+                Line::Message(b"{}".to_vec())
+            ]
         );
     }
 }

@@ -30,7 +30,6 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC's "Parse error" code, for a line that is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 
-
 mod call;
 mod lines;
 mod message;

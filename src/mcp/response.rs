@@ -60,7 +60,6 @@ pub fn error_response(id: &Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +80,12 @@ mod tests {
     #[test]
     fn allowed_calls_get_no_refusal() {
         let (engine, _) = engine(r#"{"version":"1","default":"allow"}"#);
-        assert!(refusal(&json!(1), &engine.evaluate(&ToolCall::new("t")), Revision::V2025_06_18).is_none());
+        assert!(refusal(
+            &json!(1),
+            &engine.evaluate(&ToolCall::new("t")),
+            Revision::V2025_06_18
+        )
+        .is_none());
     }
 
     #[test]
@@ -123,7 +127,12 @@ mod tests {
             "mail":{"action":"require_approval","reason":"emails are reviewed"},
             "close":{"action":"deny","reason":"never automated"}}}"#,
         );
-        let approval = refusal(&json!(2), &engine.evaluate(&ToolCall::new("mail")), Revision::V2025_06_18).unwrap();
+        let approval = refusal(
+            &json!(2),
+            &engine.evaluate(&ToolCall::new("mail")),
+            Revision::V2025_06_18,
+        )
+        .unwrap();
         let text = approval["result"]["content"][0]["text"].as_str().unwrap();
         assert!(
             text.starts_with("needs approval: emails are reviewed."),
@@ -135,7 +144,12 @@ mod tests {
             "approval_required"
         );
 
-        let denial = refusal(&json!(3), &engine.evaluate(&ToolCall::new("close")), Revision::V2025_06_18).unwrap();
+        let denial = refusal(
+            &json!(3),
+            &engine.evaluate(&ToolCall::new("close")),
+            Revision::V2025_06_18,
+        )
+        .unwrap();
         let text = denial["result"]["content"][0]["text"].as_str().unwrap();
         assert!(text.starts_with("denied: never automated."), "{text}");
         assert_eq!(denial["result"]["structuredContent"]["code"], "rule_denied");

@@ -32,7 +32,6 @@ pub fn filter_tools_list(engine: &Engine, result: &mut Value, revision: Revision
     before - tools.len()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,7 +59,10 @@ mod tests {
             {"name": "whmcs_get_ticket"}, {"name": "whmcs_delete_client"}, {"name": "whmcs_close_client"},
             {"name": "whmcs_send_email"}, {"name": "whmcs_add_credit"}, {"name": "unlisted"}, {"description": "no name"}
         ], "nextCursor": "c2"}});
-        assert_eq!(filter_tools_list(&engine, &mut response, Revision::V2025_06_18), 3);
+        assert_eq!(
+            filter_tools_list(&engine, &mut response, Revision::V2025_06_18),
+            3
+        );
         let names: Vec<_> = response["result"]["tools"]
             .as_array()
             .unwrap()
@@ -79,8 +81,14 @@ mod tests {
         assert_eq!(response["result"]["nextCursor"], "c2");
 
         let mut bare = json!({"tools": [{"name": "whmcs_delete_x"}]});
-        assert_eq!(filter_tools_list(&engine, &mut bare, Revision::V2025_06_18), 1);
+        assert_eq!(
+            filter_tools_list(&engine, &mut bare, Revision::V2025_06_18),
+            1
+        );
         let mut not_a_list = json!({"result": {"content": []}});
-        assert_eq!(filter_tools_list(&engine, &mut not_a_list, Revision::V2025_06_18), 0);
+        assert_eq!(
+            filter_tools_list(&engine, &mut not_a_list, Revision::V2025_06_18),
+            0
+        );
     }
 }

@@ -58,6 +58,11 @@ impl ArgPath {
         &self.text
     }
 
+    /// The names the path descends through, `args.` left out.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().map(|s| s.key.as_str())
+    }
+
     /// The value at this path in `args`, or `None` when any step is absent.
     pub(crate) fn resolve<'v>(&self, args: Option<&'v Value>) -> Option<&'v Value> {
         let mut here = args?;

@@ -102,6 +102,29 @@ impl Policy {
         self.rules.iter().map(|rule| &*rule.key)
     }
 
+    /// Every argument name a condition, `cost` or `key` of the policy reads: for
+    /// `args.items.0.id`, `items`, `0` and `id`. A gateway uses them to refuse arguments
+    /// that spell one of them in another case (`Priority` for `priority`), which a server
+    /// that matches names ignoring case would read while the policy would not.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"t": {
+    ///     "deny_if": [{"path": "args.ticket.priority", "op": "eq", "value": "Emergency"}]}}}"#
+    ///     .parse()?;
+    /// let mut names: Vec<&str> = policy.argument_names().collect();
+    /// names.sort();
+    /// assert_eq!(names, ["priority", "ticket"]);
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn argument_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.all_tools)
+            .chain(&self.rules)
+            .flat_map(Rule::arg_paths)
+            .flat_map(arg_path::ArgPath::keys)
+    }
+
     /// A copy sharing no reference counts with `self` (see `snapshot.rs` for why).
     pub(crate) fn deep_copy(&self) -> Policy {
         Policy {

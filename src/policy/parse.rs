@@ -3,12 +3,12 @@
 use super::arg_path::ArgPath;
 use super::condition::{Condition, Op, OP_NAMES};
 use super::error::PolicyError;
-use crate::json::parse_strict;
 use super::limit::{
     window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
 };
 use super::rule::{Action, Rule};
 use super::Policy;
+use crate::json::parse_strict;
 use crate::matcher::Matcher;
 use serde_json::{Map, Value};
 use std::collections::HashMap;

@@ -1,7 +1,8 @@
 //! Rules: what a policy says about the tools one key matches.
 
+use super::arg_path::ArgPath;
 use super::condition::Condition;
-use super::limit::Limit;
+use super::limit::{Cost, Limit};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -87,5 +88,20 @@ impl Rule {
     /// Every limit of the rule: `limits`, then the `rate_limit` shorthand.
     pub(crate) fn all_limits(&self) -> impl Iterator<Item = &Limit> {
         self.limits.iter().chain(self.rate_limit.as_ref())
+    }
+
+    /// Every argument path the rule reads: its conditions', then its limits' costs.
+    pub(crate) fn arg_paths(&self) -> impl Iterator<Item = &ArgPath> {
+        let conditions = self
+            .require
+            .iter()
+            .chain(&self.deny_if)
+            .chain(&self.approve_if);
+        conditions
+            .map(|c| &c.path)
+            .chain(self.all_limits().filter_map(|limit| match &limit.cost {
+                Cost::Argument(path) => Some(path),
+                Cost::Fixed(_) => None,
+            }))
     }
 }

@@ -1,0 +1,224 @@
+//! Drives the stdio gateway example as a real process between a scripted client (the
+//! test) and a real MCP server process: the example WHMCS server, or the Go-like server
+//! of `tests/servers/go_like_server.py`, which logs every message that reaches it.
+//!
+//! `cargo test` builds the examples these tests run (target/<profile>/examples/).
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for an answer before it fails.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let profile_dir = deps.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples (cargo test does)",
+        path.display()
+    );
+    path
+}
+
+/// The command line of the Go-like server.
+pub fn go_like_server() -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/go_like_server.py");
+    vec!["python3".into(), script.display().to_string()]
+}
+
+pub struct Session {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Vec<u8>>,
+    pub dir: PathBuf,
+}
+
+impl Session {
+    /// Starts the gateway with `policy`, `--grant g1` and `flags`, in front of `server`.
+    pub fn start(policy: &str, flags: &[&str], server: &[String]) -> Session {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mcp-policy-gw-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("policy.json"), policy).unwrap();
+        let mut child = Command::new(example("stdio_gateway"))
+            .arg("--policy")
+            .arg(dir.join("policy.json"))
+            .args(["--reload-interval-ms", "50"])
+            .args(flags)
+            .arg("--")
+            .args(server)
+            .env("WHMCS_SERVER_LOG", dir.join("server.log"))
+            .env("GO_SERVER_LOG", dir.join("server.log"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        while line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Session {
+            child,
+            stdin,
+            lines,
+            dir,
+        }
+    }
+
+    /// The gateway with `--grant g1` in front of the example WHMCS server.
+    pub fn whmcs(policy: &str) -> Session {
+        let server = example("whmcs_server").display().to_string();
+        Session::start(policy, &["--grant", "g1"], &[server])
+    }
+
+    /// The gateway with `--grant g1` and `flags` in front of the Go-like server.
+    pub fn go_like(policy: &str, flags: &[&str]) -> Session {
+        let mut all = vec!["--grant", "g1"];
+        all.extend_from_slice(flags);
+        Session::start(policy, &all, &go_like_server())
+    }
+
+    /// Writes `bytes` and a newline to the gateway.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    /// The next line from the gateway, which must be UTF-8 JSON.
+    pub fn next(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(ANSWER_TIMEOUT)
+            .expect("no answer from the gateway");
+        let text = String::from_utf8(line).expect("the gateway wrote non-UTF-8");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// The next line if one comes within `wait`.
+    pub fn next_within(&self, wait: Duration) -> Option<Value> {
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => Some(serde_json::from_slice(&line).unwrap()),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    pub fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
+        self.send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        let answer = self.next();
+        assert_eq!(answer["id"], id, "{answer}");
+        answer
+    }
+
+    pub fn call(&mut self, id: u64, tool: &str, arguments: Value) -> Value {
+        self.request(
+            id,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+    }
+
+    pub fn handshake(&mut self) {
+        let init = self.request(
+            0,
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}),
+        );
+        assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    }
+
+    /// The lines the server logged: tool names (WHMCS server) or JSON records (Go-like).
+    pub fn server_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The Go-like server's records of the tools it ran: (tool, arguments).
+    pub fn tools_run(&self) -> Vec<(String, Value)> {
+        self.server_log()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|record| record.get("ran").is_some())
+            .map(|record| {
+                let tool = record["ran"].as_str().unwrap_or_default().to_owned();
+                (tool, record["args"].clone())
+            })
+            .collect()
+    }
+
+    /// The gateway's peak resident memory in KiB (Linux `VmHWM`).
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Closes the client's side and waits for the gateway to exit.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        drop(self.stdin.take());
+        let output = wait_with_timeout(&mut self.child);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        output
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child) -> (ExitStatus, String) {
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status, stderr);
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn text(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+}

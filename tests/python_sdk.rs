@@ -1,0 +1,67 @@
+//! The official MCP Python SDK (`pip install mcp`, 2.x) as client of the real stdio
+//! gateway, in front of an SDK server, on MCP 2026-07-28 and on the 2025 handshake
+//! (`tests/e2e/sdk_client.py` holds the checks).
+//!
+//! It needs a Python with the `mcp` package: `$MCP_PYTHON`, else `python3` if it can
+//! import `mcp`. Without one the test says so and passes, except under CI (`CI` set),
+//! where `.ci/run` installs the SDK and a missing one fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "common/gateway.rs"]
+mod gateway;
+
+use std::process::Command;
+
+const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
+  "whmcs_get_ticket":{},
+  "whmcs_update_ticket":{"rate_limit":"1/minute"},
+  "whmcs_close_client":{"action":"deny","reason":"never automated"}}}"#;
+
+fn python_with_sdk() -> Option<String> {
+    let candidates = std::env::var("MCP_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string()]);
+    for python in candidates {
+        let found = Command::new(&python)
+            .args(["-c", "import mcp.client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(python);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_python_sdk_client_works_through_the_gateway_on_every_revision() {
+    let Some(python) = python_with_sdk() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide the MCP Python SDK: set MCP_PYTHON to a python with `mcp`"
+        );
+        eprintln!("skipped: no python with the `mcp` package (set MCP_PYTHON)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("mcp-policy-sdk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, POLICY).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sdk_client.py");
+    let output = Command::new(python)
+        .arg(script)
+        .arg(gateway::example("stdio_gateway"))
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("auto: ok (protocol 2026-07-28)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("legacy: ok"), "{stdout}");
+}

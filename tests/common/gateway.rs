@@ -4,7 +4,13 @@
 //!
 //! `cargo test` builds the examples these tests run (target/<profile>/examples/).
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};

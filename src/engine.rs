@@ -18,7 +18,7 @@ const INLINE_LIMITS: usize = 4;
 
 /// The policy engine: one per gateway, shared by every request thread.
 ///
-/// Evaluation follows DESIGN.md §2: hidden tools are denied; the matching rule (or the
+/// Evaluation: hidden tools are denied; the matching rule (or the
 /// default) may deny; `require`/`deny_if` of the rule, then of `all_tools`, may deny;
 /// `approve_if` or a `require_approval` action holds unapproved calls; finally every
 /// limit is checked and recorded atomically.

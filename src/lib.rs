@@ -27,11 +27,13 @@
 //!
 //! - [`Policy`]: parse and validate once; immutable after.
 //! - [`Engine`]: [`evaluate`](Engine::evaluate), [`peek`](Engine::peek),
-//!   [`refund`](Engine::refund), [`reload`](Engine::reload); `Send + Sync`, one per gateway.
+//!   [`report_outcome`](Engine::report_outcome) (and [`refund`](Engine::refund)),
+//!   [`reload`](Engine::reload); `Send + Sync`, one per gateway.
 //! - [`Decision`]: allow, deny, limit or require approval, with what an audit log needs.
 //! - [`Clock`] ([`SystemClock`], [`ManualClock`]) and [`CounterStore`] ([`MemoryStore`];
 //!   `RedisStore` with the `redis` feature): time and counts, pluggable.
-//! - [`mcp`]: JSON-RPC helpers for MCP gateways.
+//! - [`mcp`]: JSON-RPC helpers for MCP gateways, and [`mcp::Relay`], the transport-neutral
+//!   core of a gateway that relays only what it evaluated.
 //!
 //! Limits use a sliding window of 16 sub-buckets with exact safety (no window of length W
 //! admits more than `max`), liveness within W/16, and `retry_after` at most W·17/16; see
@@ -88,11 +90,14 @@
 //! boolean). An absent path makes every operator false except `exists: false`, and a type
 //! mismatch is false: `require` fails closed and `deny_if` does not fire.
 //!
-//! A limit is `{"counter"?, "window", "max", "scope"?, "cost"?}`: `window` is `"second"`,
+//! A limit is `{"counter"?, "window", "max", "scope"?, "cost"?, "refund"?}`: `window` is `"second"`,
 //! `"minute"`, `"hour"`, `"day"` or 1 to 31 536 000 seconds; `max` is 1 to 2^53 units per
 //! sliding window; `scope` is `"grant"` (default), `"session"`, `"agent"` or `"global"`;
-//! `cost` is a positive integer or `"args.X"`, a non-negative integer argument. Limits that
-//! name the same `counter` share one count and must agree on window and scope.
+//! `cost` is a positive integer or `"args.X"`, a non-negative integer argument; `refund`
+//! says which upstream outcomes give the units back ([`Refund`]): `"not_run"` (the
+//! default: the server never ran the call), `"failed"` (also calls that ran and failed) or
+//! `"never"`. Limits that name the same `counter` share one count and must agree on window
+//! and scope.
 //!
 //! Loading rejects every mistake (unknown fields, wrong types, out-of-range numbers, bad
 //! regexes, conflicting counters, a deny rule with limits or conditions) with the JSON path

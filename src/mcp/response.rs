@@ -54,7 +54,7 @@ pub fn refusal(id: &Value, decision: &Decision<'_>, revision: Revision) -> Optio
     Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
 }
 
-/// A JSON-RPC error response: for a line that is not JSON (`id` null, [`PARSE_ERROR`]),
+/// A JSON-RPC error response: for a line that is not JSON (`id` null, [`PARSE_ERROR`](super::PARSE_ERROR)),
 /// or a malformed request (`McpError::code`).
 pub fn error_response(id: &Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})

@@ -55,6 +55,7 @@ impl<R: BufRead> LineReader<R> {
             let mut buffer = Vec::new();
             let mut size = 0usize;
             let mut ended = false;
+            let mut last = None;
             loop {
                 let chunk = match self.inner.fill_buf() {
                     Ok(chunk) => chunk,
@@ -70,6 +71,7 @@ impl<R: BufRead> LineReader<R> {
                     None => (chunk, chunk.len(), false),
                 };
                 size = size.saturating_add(part.len());
+                last = part.last().copied().or(last);
                 // Keep one byte past the limit so a trailing `\r` can still be trimmed.
                 if buffer.len() <= self.limit {
                     let room = self.limit + 1 - buffer.len();
@@ -80,9 +82,11 @@ impl<R: BufRead> LineReader<R> {
                     break;
                 }
             }
-            if buffer.last() == Some(&b'\r') && size <= self.limit + 1 {
-                buffer.pop();
+            if last == Some(b'\r') {
                 size -= 1;
+                if buffer.len() > size {
+                    buffer.pop();
+                }
             }
             if size == 0 || buffer.iter().all(u8::is_ascii_whitespace) && size <= self.limit {
                 if ended {

@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -519,19 +519,27 @@ impl Serialize for LimitInfo<'_> {
 pub struct Usage<'a> {
     pub(crate) at: Timestamp,
     pub(crate) charges: Charges<'a>,
-    pub(crate) refunded: AtomicBool,
+    /// The engine that recorded it: only that engine gives it back.
+    pub(crate) engine: u64,
+    /// Set by the refund that owns the give-back; cleared again if the store failed, so
+    /// that the refund can be retried.
+    pub(crate) refunding: AtomicBool,
+    /// Charges given back so far, in order; a retried refund resumes here.
+    pub(crate) released: AtomicUsize,
 }
 
 impl<'a> Usage<'a> {
     pub(crate) fn none() -> Usage<'a> {
-        Usage::recorded(Timestamp::EPOCH, Charges::default())
+        Usage::recorded(Timestamp::EPOCH, Charges::default(), 0)
     }
 
-    pub(crate) fn recorded(at: Timestamp, charges: Charges<'a>) -> Usage<'a> {
+    pub(crate) fn recorded(at: Timestamp, charges: Charges<'a>, engine: u64) -> Usage<'a> {
         Usage {
             at,
             charges,
-            refunded: AtomicBool::new(false),
+            engine,
+            refunding: AtomicBool::new(false),
+            released: AtomicUsize::new(0),
         }
     }
 
@@ -549,12 +557,8 @@ impl<'a> Usage<'a> {
 
     /// Whether it was refunded already.
     pub fn is_refunded(&self) -> bool {
-        self.refunded.load(Ordering::Acquire)
-    }
-
-    /// Marks the usage refunded; `true` the first time only.
-    pub(crate) fn take_refund(&self) -> bool {
-        !self.refunded.swap(true, Ordering::AcqRel)
+        self.refunding.load(Ordering::Acquire)
+            && self.released.load(Ordering::Acquire) >= self.charges.iter().count()
     }
 
     fn into_owned(self) -> Usage<'static> {
@@ -570,7 +574,9 @@ impl<'a> Usage<'a> {
         Usage {
             at: self.at,
             charges,
-            refunded: AtomicBool::new(self.refunded.into_inner()),
+            engine: self.engine,
+            refunding: AtomicBool::new(self.refunding.into_inner()),
+            released: AtomicUsize::new(self.released.into_inner()),
         }
     }
 }

@@ -4,13 +4,13 @@ use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
 use crate::inline_vec::InlineVec;
-#[cfg(doc)]
 use crate::policy::Refund;
 use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Limits per call checked without allocating.
@@ -43,6 +43,8 @@ const INLINE_LIMITS: usize = 4;
 /// # Ok::<(), mcp_policy::PolicyError>(())
 /// ```
 pub struct Engine {
+    /// Tells this engine's decisions from another's, for refunds.
+    id: u64,
     policy: PolicyCell,
     clock: Arc<dyn Clock>,
     store: Arc<dyn CounterStore>,
@@ -91,7 +93,10 @@ impl EngineBuilder {
 
     /// The engine.
     pub fn build(self) -> Engine {
+        // Ids only tell engines apart; they carry no other state.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Engine {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             policy: PolicyCell::new(self.policy),
             clock: self.clock,
             store: self.store,
@@ -160,7 +165,9 @@ impl Engine {
     /// anything was given back.
     ///
     /// A decision is refunded at most once, whatever the outcomes reported. Other
-    /// decisions than `Allow`, and units whose window has passed, change nothing.
+    /// decisions than `Allow`, decisions of another engine, and units whose window has
+    /// passed change nothing. If the store fails, the units not yet given back stay
+    /// charged and the same call can be retried.
     ///
     /// ```
     /// use mcp_policy::{Engine, ManualClock, Outcome, Policy, ToolCall};
@@ -186,17 +193,30 @@ impl Engine {
         let Decision::Allow { usage, .. } = decision else {
             return Ok(false);
         };
-        let mut refundable = usage.charges.iter().filter(|c| c.refund.refunds(outcome));
-        if refundable.next().is_none() || !usage.take_refund() {
+        if usage.engine != self.id
+            || !usage.charges.iter().any(|c| c.refund.refunds(outcome))
+            || usage
+                .refunding
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
             return Ok(false);
         }
         let now = self.clock.now();
-        for charge in usage.charges.iter().filter(|c| c.refund.refunds(outcome)) {
-            let key = CounterKey {
-                counter: &charge.counter,
-                scope_id: &charge.scope_id,
-            };
-            self.store.release(now, key, usage.at, charge.cost)?;
+        let start = usage.released.load(Ordering::Acquire);
+        for charge in usage.charges.iter().skip(start) {
+            if charge.refund.refunds(outcome) {
+                let key = CounterKey {
+                    counter: &charge.counter,
+                    scope_id: &charge.scope_id,
+                };
+                if let Err(e) = self.store.release(now, key, usage.at, charge.cost) {
+                    // What was given back stays given back; the rest can be retried.
+                    usage.refunding.store(false, Ordering::Release);
+                    return Err(e);
+                }
+            }
+            usage.released.fetch_add(1, Ordering::AcqRel);
         }
         Ok(true)
     }
@@ -338,8 +358,10 @@ impl Engine {
             cost: 0,
         };
         let mut requests = InlineVec::<LimitRequest<'_>, INLINE_LIMITS>::new(filler);
-        // Each request's limit and scope id, kept at the call's lifetime for the decision.
-        let mut sources = InlineVec::<(&Limit, &'a str), INLINE_LIMITS>::new((first, ""));
+        // Each request's first limit, scope id (kept at the call's lifetime for the
+        // decision) and refund setting.
+        let mut sources =
+            InlineVec::<(&Limit, &'a str, Refund), INLINE_LIMITS>::new((first, "", first.refund));
         for limit in limits {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
                 counter: Arc::clone(&limit.counter),
@@ -371,27 +393,58 @@ impl Engine {
                     return deny(DenyCode::InvalidCost, why, info(Some(scope_id), None));
                 }
             };
-            if cost > limit.max {
-                return deny(
-                    DenyCode::CostExceedsMax,
-                    format!(
-                        "this call costs {cost} units but counter \"{}\" admits at most {} per \
-                         window, so it can never pass",
-                        limit.counter.name(),
-                        limit.max
-                    ),
-                    info(Some(scope_id), Some(cost)),
-                );
-            }
-            requests.push(LimitRequest {
-                key: CounterKey {
-                    counter: &limit.counter,
-                    scope_id,
-                },
-                max: limit.max,
-                cost,
+            // Limits that resolve to one count share it: their costs add up, and the
+            // smallest max and the least generous refund setting apply.
+            let same = requests
+                .as_slice()
+                .iter()
+                .position(|r| r.key.scope_id == scope_id && *r.key.counter == *limit.counter);
+            let merged = same.and_then(|i| {
+                let request = requests.as_mut_slice().get_mut(i)?;
+                Some((request, i))
             });
-            sources.push((limit, scope_id));
+            match merged {
+                Some((request, i)) => {
+                    request.cost = request.cost.saturating_add(cost);
+                    request.max = request.max.min(limit.max);
+                    if let Some(source) = sources.as_mut_slice().get_mut(i) {
+                        source.2 = source.2.least_generous(limit.refund);
+                    }
+                }
+                None => {
+                    requests.push(LimitRequest {
+                        key: CounterKey {
+                            counter: &limit.counter,
+                            scope_id,
+                        },
+                        max: limit.max,
+                        cost,
+                    });
+                    sources.push((limit, scope_id, limit.refund));
+                }
+            }
+        }
+        for (request, &(limit, scope_id, _)) in requests.as_slice().iter().zip(sources.as_slice()) {
+            if request.cost > request.max {
+                return Decision::Deny {
+                    tool: Cow::Borrowed(call.name()),
+                    rule: rule.map(|r| r.key_for(call.name())),
+                    code: DenyCode::CostExceedsMax,
+                    reason: Reason::composed(format!(
+                        "this call costs {} units but counter \"{}\" admits at most {} per \
+                         window, so it can never pass",
+                        request.cost,
+                        limit.counter.name(),
+                        request.max
+                    )),
+                    limit: Some(LimitInfo {
+                        counter: Arc::clone(&limit.counter),
+                        scope_id: Some(Cow::Borrowed(scope_id)),
+                        max: request.max,
+                        cost: Some(request.cost),
+                    }),
+                };
+            }
         }
 
         let now = self.clock.now();
@@ -403,7 +456,7 @@ impl Engine {
         };
         let refused = |index: usize, retry_after| {
             let request = requests.get(index)?;
-            let &(limit, scope_id) = sources.as_slice().get(index)?;
+            let &(limit, scope_id, _) = sources.as_slice().get(index)?;
             Some(Decision::Limit {
                 tool: Cow::Borrowed(call.name()),
                 rule: rule.map(|r| r.key_for(call.name())),
@@ -420,19 +473,21 @@ impl Engine {
             Ok(Admission::Admitted { at }) => {
                 let mut charges = Charges::default();
                 if record {
-                    for (request, &(limit, scope_id)) in requests.iter().zip(sources.as_slice()) {
+                    for (request, &(limit, scope_id, refund)) in
+                        requests.iter().zip(sources.as_slice())
+                    {
                         charges.push(Charge {
                             counter: Arc::clone(&limit.counter),
                             scope_id: Cow::Borrowed(scope_id),
                             cost: request.cost,
-                            refund: limit.refund,
+                            refund,
                         });
                     }
                 }
                 return Decision::Allow {
                     tool,
                     rule: rule_key,
-                    usage: Usage::recorded(at, charges),
+                    usage: Usage::recorded(at, charges, self.id),
                 };
             }
             Ok(Admission::Refused { limit, retry_after }) => match refused(limit, retry_after) {

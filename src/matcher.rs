@@ -102,7 +102,10 @@ struct Glob {
     key: Box<str>,
     /// The literal pieces between stars; there is always one more piece than stars.
     pieces: Vec<Box<str>>,
+    /// Literal characters (not bytes: `€` counts one), which rank globs.
     literal_len: usize,
+    /// Literal bytes, a quick lower bound on a matching name's length.
+    literal_bytes: usize,
 }
 
 impl Glob {
@@ -110,7 +113,8 @@ impl Glob {
         let pieces: Vec<Box<str>> = key.split('*').map(Into::into).collect();
         Glob {
             key: key.into(),
-            literal_len: pieces.iter().map(|p| p.len()).sum(),
+            literal_len: pieces.iter().map(|p| p.chars().count()).sum(),
+            literal_bytes: pieces.iter().map(|p| p.len()).sum(),
             pieces,
         }
     }
@@ -127,7 +131,7 @@ impl Glob {
         let Some((last, middle)) = rest.split_last() else {
             return name == &**first;
         };
-        if name.len() < self.literal_len {
+        if name.len() < self.literal_bytes {
             return false;
         }
         let Some(mut remaining) = name
@@ -154,6 +158,15 @@ mod tests {
     fn best<'k>(keys: &[&'k str], name: &str) -> Option<&'k str> {
         let matcher = Matcher::new(keys.iter().enumerate().map(|(i, k)| (*k, i)));
         matcher.find(name).map(|i| keys[i])
+    }
+
+    #[test]
+    fn precedence_counts_characters_not_bytes() {
+        // "*€" has one literal character, "ab*" two: "ab*" is more specific.
+        assert_eq!(best(&["ab*", "*€"], "ab€"), Some("ab*"));
+        assert_eq!(best(&["*€", "ab*"], "ab€"), Some("ab*"));
+        // One literal character each, whatever its bytes: the key sorting first wins.
+        assert_eq!(best(&["€*", "*x"], "€x"), Some("*x"));
     }
 
     #[test]

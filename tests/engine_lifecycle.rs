@@ -76,10 +76,11 @@ fn reload_changes_decisions() {
 
 #[test]
 fn calls_during_reload_see_one_policy_or_the_other_never_a_mix() {
-    // Policy A allows "a" and denies "b" by rule; policy B the reverse. A call mixing
-    // them would see a rule key from one and an action from the other.
-    let a = policy(r#"{"version":"1","tools":{"a":{},"b":{"action":"deny","reason":"A"}}}"#);
-    let b = policy(r#"{"version":"1","tools":{"b":{},"a":{"action":"deny","reason":"B"}}}"#);
+    // Policy A allows "a" by its exact rule; policy B has no such rule and denies "a"
+    // by the glob "a*". A call mixing them would match the rule of one policy and get the
+    // action or reason of the other.
+    let a = policy(r#"{"version":"1","tools":{"a":{},"a*":{"action":"deny","reason":"A"}}}"#);
+    let b = policy(r#"{"version":"1","tools":{"a*":{"action":"deny","reason":"B"},"b":{}}}"#);
     let engine = Arc::new(Engine::new(a.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let reloader = {
@@ -93,9 +94,12 @@ fn calls_during_reload_see_one_policy_or_the_other_never_a_mix() {
         })
     };
     for _ in 0..20_000 {
-        match engine.evaluate(&ToolCall::new("a")) {
-            Decision::Allow { .. } => {}
-            Decision::Deny { reason, .. } => assert_eq!(reason, "B"),
+        let decision = engine.evaluate(&ToolCall::new("a"));
+        match &decision {
+            Decision::Allow { .. } => assert_eq!(decision.rule(), Some("a")),
+            Decision::Deny { reason, .. } => {
+                assert_eq!((decision.rule(), reason.as_str()), (Some("a*"), "B"));
+            }
             other => panic!("{other}"),
         }
     }
@@ -295,4 +299,60 @@ fn many_engines_on_one_thread_each_answer_from_their_own_policy() {
     // Copies of dropped engines make room for new ones.
     let fresh = Engine::new(policy(r#"{"version":"1","tools":{"x":{}}}"#));
     assert!(fresh.evaluate(&ToolCall::new("x")).is_allowed());
+}
+
+#[test]
+fn a_decision_is_refunded_only_by_the_engine_that_made_it() {
+    let text = r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":2}]}}}"#;
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new();
+    let one = Engine::builder(policy(text))
+        .clock(clock.clone())
+        .store(Arc::clone(&store))
+        .build();
+    let two = Engine::builder(policy(text))
+        .clock(clock.clone())
+        .store(Arc::clone(&store))
+        .build();
+    let call = ToolCall::new("t").grant("g1");
+    let first = one.evaluate(&call);
+    assert!(one.evaluate(&call).is_allowed());
+    // The other engine shares the store but did not record `first`: nothing changes.
+    assert!(!two
+        .report_outcome(&first, mcp_policy::Outcome::NotRun)
+        .unwrap());
+    assert!(two.refund(&first).is_ok());
+    assert_eq!(use_up(&two, &call), 0, "2 of 2 are still used");
+    assert!(one
+        .report_outcome(&first, mcp_policy::Outcome::NotRun)
+        .unwrap());
+    assert_eq!(use_up(&one, &call), 1);
+}
+
+#[test]
+fn a_refund_the_store_could_not_record_can_be_retried() {
+    let store = Arc::new(FlakyStore {
+        down: AtomicBool::new(false),
+        inner: MemoryStore::new(),
+    });
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1}]}}}"#,
+    ))
+    .clock(ManualClock::new())
+    .store(Arc::clone(&store))
+    .build();
+    let call = ToolCall::new("t").grant("g1");
+    let decision = engine.evaluate(&call);
+    store.down.store(true, Ordering::SeqCst);
+    assert!(engine.refund(&decision).is_err());
+    let Decision::Allow { usage, .. } = &decision else {
+        panic!("{decision}")
+    };
+    assert!(!usage.is_refunded());
+    store.down.store(false, Ordering::SeqCst);
+    engine.refund(&decision).unwrap();
+    assert!(usage.is_refunded());
+    // Given back once: one call fits again, a second refund changes nothing.
+    engine.refund(&decision).unwrap();
+    assert_eq!(use_up(&engine, &call), 1);
 }

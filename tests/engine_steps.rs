@@ -1,4 +1,4 @@
-//! Evaluation as DESIGN.md §2 specifies it, step by step.
+//! Evaluation, step by step: hidden, match, deny, approval, limits, allow.
 
 #![allow(
     clippy::unwrap_used,
@@ -536,4 +536,40 @@ fn engines_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();
     assert_send_sync::<Decision<'static>>();
+}
+
+#[test]
+fn step5_limits_naming_one_count_add_their_costs() {
+    // A rule's limit and an all_tools limit share counter "c": one count, charged 2 + 2.
+    let policy = |max: u64| {
+        json!({"version": "1", "default": "allow",
+        "all_tools": {"limits": [{"counter": "c", "window": "minute", "max": max, "cost": 2}]},
+        "tools": {"t": {"limits": [{"counter": "c", "window": "minute", "max": max, "cost": 2}]}}})
+    };
+    let (small, _) = engine(policy(3));
+    let call = ToolCall::new("t").grant("g1");
+    assert_eq!(small.peek(&call).code(), "cost_exceeds_max");
+    let decision = small.evaluate(&call);
+    assert_eq!(denial(&decision).0, DenyCode::CostExceedsMax);
+    assert!(denial(&decision).1.contains("costs 4 units"), "{decision}");
+
+    let (engine, clock) = engine(policy(5));
+    let first = engine.evaluate(&call);
+    assert!(first.is_allowed());
+    let charged: Vec<u64> = match &first {
+        Decision::Allow { usage, .. } => usage.charges().map(|(_, _, cost)| cost).collect(),
+        other => panic!("{other}"),
+    };
+    assert_eq!(charged, [4], "the sum is recorded once");
+    assert_eq!(engine.peek(&call).code(), "rate_limited");
+    let limited = engine.evaluate(&call);
+    assert_eq!(limited.code(), "rate_limited");
+    clock.advance(limited.retry_after().unwrap());
+    assert!(engine.peek(&call).is_allowed());
+    assert!(engine.evaluate(&call).is_allowed());
+    // Another tool charges only all_tools' 2 units; the count holds 4 of 5.
+    assert_eq!(
+        engine.evaluate(&ToolCall::new("other").grant("g1")).code(),
+        "rate_limited"
+    );
 }

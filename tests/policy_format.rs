@@ -1,4 +1,4 @@
-//! The policy format of DESIGN.md §1: every field loads, means what it says, and
+//! The policy format: every field loads, means what it says, and
 //! round-trips through `Serialize`.
 
 #![allow(

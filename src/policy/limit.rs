@@ -199,6 +199,15 @@ impl Refund {
         })
     }
 
+    /// Of two settings for one count, the one that gives back less.
+    pub(crate) fn least_generous(self, other: Refund) -> Refund {
+        match (self, other) {
+            (Refund::Never, _) | (_, Refund::Never) => Refund::Never,
+            (Refund::NotRun, _) | (_, Refund::NotRun) => Refund::NotRun,
+            (Refund::Failed, Refund::Failed) => Refund::Failed,
+        }
+    }
+
     /// Whether a call that ended with `outcome` gets its units back under this setting.
     ///
     /// ```

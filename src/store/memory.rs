@@ -299,8 +299,14 @@ impl Shard {
             let width = bucket_width_nanos(key.counter.window_secs()).max(1);
             !window.is_idle_at(now.as_nanos() / width)
         });
+        // Give back the memory of a table that emptied (a burst of sessions expired):
+        // keep room for twice what is left, so a steady load does not rehash each sweep.
+        let len = self.windows.len();
+        if self.windows.capacity() > 4 * len.max(8) {
+            self.windows.shrink_to(2 * len);
+        }
         self.ops_since_sweep = 0;
-        self.sweep_interval = self.windows.len();
+        self.sweep_interval = len;
     }
 }
 

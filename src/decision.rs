@@ -2,9 +2,9 @@
 
 use crate::clock::Timestamp;
 use crate::policy::{Counter, Refund, Scope};
+use compact_str::CompactString;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,8 +13,10 @@ use std::time::Duration;
 
 /// The engine's answer for one tool call.
 ///
-/// The lifetime `'a` is that of the [`ToolCall`](crate::ToolCall)'s strings, which the
-/// decision borrows instead of copying; [`into_owned`](Decision::into_owned) detaches it.
+/// A decision owns what it holds and borrows nothing from the call: a function that takes
+/// the arguments by value can return the decision it got for them. Making one allocates
+/// nothing for tool names and ids of up to 24 bytes; rule keys and reasons are shared with
+/// the policy.
 ///
 /// ```
 /// use mcp_policy::{Decision, Engine, Policy, ToolCall};
@@ -32,39 +34,39 @@ use std::time::Duration;
 /// assert_eq!(serde_json::to_value(&decision)?["code"], "rule_denied");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
-pub enum Decision<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
     /// Let the call through. If it had limits, each recorded its cost; see
     /// [`Engine::refund`](crate::Engine::refund).
     Allow {
         /// The tool called.
-        tool: Cow<'a, str>,
+        tool: ToolName,
         /// The key of the matched rule; `None` when the policy default allowed it.
-        rule: Option<RuleKey<'a>>,
+        rule: Option<RuleKey>,
         /// What the call's limits recorded.
-        usage: Usage<'a>,
+        usage: Usage,
     },
     /// Refuse the call.
     Deny {
         /// The tool called.
-        tool: Cow<'a, str>,
+        tool: ToolName,
         /// The key of the matched rule, if any.
-        rule: Option<RuleKey<'a>>,
+        rule: Option<RuleKey>,
         /// Why, as a stable machine-readable code.
         code: DenyCode,
         /// Why, for a person or an agent: the policy's most specific reason.
         reason: Reason,
         /// The limit concerned, for denials about a limit (missing id, bad cost).
-        limit: Option<LimitInfo<'a>>,
+        limit: Option<LimitInfo>,
     },
     /// A limit has no room for the call now; it may pass after `retry_after`.
     Limit {
         /// The tool called.
-        tool: Cow<'a, str>,
+        tool: ToolName,
         /// The key of the matched rule, if any.
-        rule: Option<RuleKey<'a>>,
+        rule: Option<RuleKey>,
         /// The limit with the longest wait.
-        limit: LimitInfo<'a>,
+        limit: LimitInfo,
         /// How long until that limit has room for this call.
         retry_after: Duration,
     },
@@ -72,15 +74,15 @@ pub enum Decision<'a> {
     /// [`ToolCall::approved`](crate::ToolCall::approved) once they have.
     RequireApproval {
         /// The tool called.
-        tool: Cow<'a, str>,
+        tool: ToolName,
         /// The key of the matched rule, if any.
-        rule: Option<RuleKey<'a>>,
+        rule: Option<RuleKey>,
         /// Why approval is needed.
         reason: Reason,
     },
 }
 
-impl<'a> Decision<'a> {
+impl Decision {
     /// Whether the call may go ahead.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow { .. })
@@ -127,58 +129,16 @@ impl<'a> Decision<'a> {
     }
 
     /// The limit the decision is about, if any.
-    pub fn limit(&self) -> Option<&LimitInfo<'a>> {
+    pub fn limit(&self) -> Option<&LimitInfo> {
         match self {
             Decision::Limit { limit, .. } => Some(limit),
             Decision::Deny { limit, .. } => limit.as_ref(),
             _ => None,
         }
     }
-
-    /// The decision with every borrowed string copied, free of the call's lifetime, for a
-    /// gateway that keeps it until the server answers.
-    pub fn into_owned(self) -> Decision<'static> {
-        let own = |tool: Cow<'a, str>| Cow::Owned(tool.into_owned());
-        match self {
-            Decision::Allow { tool, rule, usage } => Decision::Allow {
-                tool: own(tool),
-                rule: rule.map(RuleKey::into_owned),
-                usage: usage.into_owned(),
-            },
-            Decision::Deny {
-                tool,
-                rule,
-                code,
-                reason,
-                limit,
-            } => Decision::Deny {
-                tool: own(tool),
-                rule: rule.map(RuleKey::into_owned),
-                code,
-                reason,
-                limit: limit.map(LimitInfo::into_owned),
-            },
-            Decision::Limit {
-                tool,
-                rule,
-                limit,
-                retry_after,
-            } => Decision::Limit {
-                tool: own(tool),
-                rule: rule.map(RuleKey::into_owned),
-                limit: limit.into_owned(),
-                retry_after,
-            },
-            Decision::RequireApproval { tool, rule, reason } => Decision::RequireApproval {
-                tool: own(tool),
-                rule: rule.map(RuleKey::into_owned),
-                reason,
-            },
-        }
-    }
 }
 
-impl fmt::Display for Decision<'_> {
+impl fmt::Display for Decision {
     /// One line a person or an agent can act on.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -204,7 +164,7 @@ impl fmt::Display for Decision<'_> {
     }
 }
 
-impl Serialize for Decision<'_> {
+impl Serialize for Decision {
     /// A flat audit record: `decision`, `code`, `tool`, `rule`, and as they apply
     /// `reason`, `limit`, `retry_after_ms`, `charged`.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -288,74 +248,107 @@ impl fmt::Display for DenyCode {
 
 /// The key of the rule that decided a call, such as `"whmcs_get_*"`. Derefs to `str`.
 ///
-/// When the rule is the tool's exact name, the key is borrowed from the call; a glob's key
-/// is shared with the policy. Either way, making one costs no allocation.
+/// Shared with the policy: making one costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleKey<'a>(RuleKeyText<'a>);
+pub struct RuleKey(Arc<str>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RuleKeyText<'a> {
-    Borrowed(&'a str),
-    Shared(Arc<str>),
-}
-
-impl<'a> RuleKey<'a> {
-    pub(crate) fn borrowed(key: &'a str) -> RuleKey<'a> {
-        RuleKey(RuleKeyText::Borrowed(key))
-    }
-
-    pub(crate) fn shared(key: &Arc<str>) -> RuleKey<'a> {
-        RuleKey(RuleKeyText::Shared(Arc::clone(key)))
+impl RuleKey {
+    pub(crate) fn shared(key: &Arc<str>) -> RuleKey {
+        RuleKey(Arc::clone(key))
     }
 
     /// The key's text.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            RuleKeyText::Borrowed(key) => key,
-            RuleKeyText::Shared(key) => key,
-        }
-    }
-
-    fn into_owned(self) -> RuleKey<'static> {
-        RuleKey(RuleKeyText::Shared(match self.0 {
-            RuleKeyText::Borrowed(key) => Arc::from(key),
-            RuleKeyText::Shared(key) => key,
-        }))
+        &self.0
     }
 }
 
-impl Deref for RuleKey<'_> {
+impl Deref for RuleKey {
     type Target = str;
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl AsRef<str> for RuleKey<'_> {
+impl AsRef<str> for RuleKey {
     fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
 
-impl PartialEq<str> for RuleKey<'_> {
+impl PartialEq<str> for RuleKey {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
     }
 }
 
-impl PartialEq<&str> for RuleKey<'_> {
+impl PartialEq<&str> for RuleKey {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 
-impl fmt::Display for RuleKey<'_> {
+impl fmt::Display for RuleKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl Serialize for RuleKey<'_> {
+impl Serialize for RuleKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The name of the tool a decision is about. Derefs to `str`.
+///
+/// Names of up to 24 bytes are kept inline, without allocating.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ToolName(CompactString);
+
+impl ToolName {
+    pub(crate) fn new(name: &str) -> ToolName {
+        ToolName(CompactString::new(name))
+    }
+
+    /// The name's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for ToolName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ToolName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for ToolName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ToolName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for ToolName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ToolName {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
@@ -435,14 +428,14 @@ impl Serialize for Reason {
 
 /// The limit a decision is about: its counter, whose count it is, and its numbers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LimitInfo<'a> {
+pub struct LimitInfo {
     pub(crate) counter: Arc<Counter>,
-    pub(crate) scope_id: Option<Cow<'a, str>>,
+    pub(crate) scope_id: Option<CompactString>,
     pub(crate) max: u64,
     pub(crate) cost: Option<u64>,
 }
 
-impl LimitInfo<'_> {
+impl LimitInfo {
     /// The counter: name, window, scope.
     pub fn counter(&self) -> &Counter {
         &self.counter
@@ -468,18 +461,9 @@ impl LimitInfo<'_> {
     pub fn cost(&self) -> Option<u64> {
         self.cost
     }
-
-    fn into_owned(self) -> LimitInfo<'static> {
-        LimitInfo {
-            counter: self.counter,
-            scope_id: self.scope_id.map(|id| Cow::Owned(id.into_owned())),
-            max: self.max,
-            cost: self.cost,
-        }
-    }
 }
 
-impl fmt::Display for LimitInfo<'_> {
+impl fmt::Display for LimitInfo {
     /// `counter "x" admits 30 per minute per grant "g1"`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -497,12 +481,12 @@ impl fmt::Display for LimitInfo<'_> {
     }
 }
 
-impl Serialize for LimitInfo<'_> {
+impl Serialize for LimitInfo {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("counter", self.counter.name())?;
         map.serialize_entry("scope", &self.counter.scope())?;
-        map.serialize_entry("scope_id", &self.scope_id)?;
+        map.serialize_entry("scope_id", &self.scope_id.as_deref())?;
         map.serialize_entry("max", &self.max)?;
         map.serialize_entry("window_secs", &self.counter.window_secs())?;
         if let Some(cost) = self.cost {
@@ -516,9 +500,9 @@ impl Serialize for LimitInfo<'_> {
 ///
 /// [`Engine::refund`]: crate::Engine::refund
 #[derive(Debug)]
-pub struct Usage<'a> {
+pub struct Usage {
     pub(crate) at: Timestamp,
-    pub(crate) charges: Charges<'a>,
+    pub(crate) charges: Charges,
     /// The engine that recorded it: only that engine gives it back.
     pub(crate) engine: u64,
     /// Set by the refund that owns the give-back; cleared again if the store failed, so
@@ -528,12 +512,12 @@ pub struct Usage<'a> {
     pub(crate) released: AtomicUsize,
 }
 
-impl<'a> Usage<'a> {
-    pub(crate) fn none() -> Usage<'a> {
+impl Usage {
+    pub(crate) fn none() -> Usage {
         Usage::recorded(Timestamp::EPOCH, Charges::default(), 0)
     }
 
-    pub(crate) fn recorded(at: Timestamp, charges: Charges<'a>, engine: u64) -> Usage<'a> {
+    pub(crate) fn recorded(at: Timestamp, charges: Charges, engine: u64) -> Usage {
         Usage {
             at,
             charges,
@@ -560,28 +544,33 @@ impl<'a> Usage<'a> {
         self.refunding.load(Ordering::Acquire)
             && self.released.load(Ordering::Acquire) >= self.charges.iter().count()
     }
+}
 
-    fn into_owned(self) -> Usage<'static> {
-        let mut charges = Charges::default();
-        for charge in self.charges.iter() {
-            charges.push(Charge {
-                counter: Arc::clone(&charge.counter),
-                scope_id: Cow::Owned(charge.scope_id.to_string()),
-                cost: charge.cost,
-                refund: charge.refund,
-            });
-        }
+impl Clone for Usage {
+    /// A copy for logs and audit records. Only the original reports the call's outcome:
+    /// a clone's refunds change nothing, so a call's units are given back at most once.
+    fn clone(&self) -> Usage {
         Usage {
             at: self.at,
-            charges,
+            charges: self.charges.clone(),
             engine: self.engine,
-            refunding: AtomicBool::new(self.refunding.into_inner()),
-            released: AtomicUsize::new(self.released.into_inner()),
+            refunding: AtomicBool::new(true),
+            released: AtomicUsize::new(usize::MAX),
         }
     }
 }
 
-impl Serialize for Usage<'_> {
+impl PartialEq for Usage {
+    /// Usages are equal when they record the same charges at the same time for the same
+    /// engine, refunded or not.
+    fn eq(&self, other: &Usage) -> bool {
+        self.at == other.at
+            && self.engine == other.engine
+            && self.charges.iter().eq(other.charges.iter())
+    }
+}
+
+impl Serialize for Usage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(None)?;
         for (counter, scope_id, cost) in self.charges() {
@@ -594,10 +583,10 @@ impl Serialize for Usage<'_> {
 }
 
 /// One counter charge.
-#[derive(Debug)]
-pub(crate) struct Charge<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Charge {
     pub(crate) counter: Arc<Counter>,
-    pub(crate) scope_id: Cow<'a, str>,
+    pub(crate) scope_id: CompactString,
     pub(crate) cost: u64,
     /// The charging limit's `refund` setting: which outcomes give the units back.
     pub(crate) refund: Refund,
@@ -605,21 +594,21 @@ pub(crate) struct Charge<'a> {
 
 /// The charges of one call: two inline (a rule's limit and `all_tools`' are the common
 /// case), more on the heap. Kept small because every `Decision` carries one.
-#[derive(Debug, Default)]
-pub(crate) struct Charges<'a> {
-    inline: [Option<Charge<'a>>; 2],
-    heap: Vec<Charge<'a>>,
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Charges {
+    inline: [Option<Charge>; 2],
+    heap: Vec<Charge>,
 }
 
-impl<'a> Charges<'a> {
-    pub(crate) fn push(&mut self, charge: Charge<'a>) {
+impl Charges {
+    pub(crate) fn push(&mut self, charge: Charge) {
         match self.inline.iter_mut().find(|slot| slot.is_none()) {
             Some(slot) => *slot = Some(charge),
             None => self.heap.push(charge),
         }
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Charge<'a>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Charge> {
         self.inline.iter().flatten().chain(&self.heap)
     }
 }

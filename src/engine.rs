@@ -2,14 +2,16 @@
 
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
+use crate::decision::{
+    Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage,
+};
 use crate::inline_vec::InlineVec;
 use crate::policy::Refund;
 use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
+use compact_str::CompactString;
 use serde_json::Value;
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -125,12 +127,12 @@ impl Engine {
     ///
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
-    pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
+    pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision {
         self.decide(&self.policy.snapshot(), call, true)
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.
-    pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision<'a> {
+    pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision {
         self.decide(&self.policy.snapshot(), call, false)
     }
 
@@ -155,7 +157,7 @@ impl Engine {
     ///
     /// # Errors
     /// The store's error, if it could not be reached.
-    pub fn refund(&self, decision: &Decision<'_>) -> Result<(), StoreError> {
+    pub fn refund(&self, decision: &Decision) -> Result<(), StoreError> {
         self.report_outcome(decision, Outcome::NotRun).map(|_| ())
     }
 
@@ -187,7 +189,7 @@ impl Engine {
     /// The store's error, if it could not be reached.
     pub fn report_outcome(
         &self,
-        decision: &Decision<'_>,
+        decision: &Decision,
         outcome: Outcome,
     ) -> Result<bool, StoreError> {
         let Decision::Allow { usage, .. } = decision else {
@@ -237,11 +239,11 @@ impl Engine {
         self.policy.current()
     }
 
-    fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision<'a> {
+    fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
         let tool = call.name();
         let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
-            tool: Cow::Borrowed(tool),
-            rule: rule.map(|r| r.key_for(tool)),
+            tool: ToolName::new(tool),
+            rule: rule.map(|r| r.key_for()),
             code,
             reason,
             limit: None,
@@ -311,8 +313,8 @@ impl Engine {
             };
             if let Some(reason) = reason {
                 return Decision::RequireApproval {
-                    tool: Cow::Borrowed(tool),
-                    rule: rule.map(|r| r.key_for(tool)),
+                    tool: ToolName::new(tool),
+                    rule: rule.map(|r| r.key_for()),
                     reason,
                 };
             }
@@ -320,8 +322,8 @@ impl Engine {
         // 5. Limits.
         if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
             return Decision::Allow {
-                tool: Cow::Borrowed(tool),
-                rule: rule.map(|r| r.key_for(tool)),
+                tool: ToolName::new(tool),
+                rule: rule.map(|r| r.key_for()),
                 usage: Usage::none(),
             };
         }
@@ -338,9 +340,9 @@ impl Engine {
         rule: Option<&Rule>,
         call: &ToolCall<'a>,
         record: bool,
-    ) -> Decision<'a> {
-        let tool = Cow::Borrowed(call.name());
-        let rule_key = rule.map(|r| r.key_for(call.name()));
+    ) -> Decision {
+        let tool = ToolName::new(call.name());
+        let rule_key = rule.map(|r| r.key_for());
         let mut limits = limits.peekable();
         let Some(first) = limits.peek().copied() else {
             return Decision::Allow {
@@ -365,13 +367,13 @@ impl Engine {
         for limit in limits {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
                 counter: Arc::clone(&limit.counter),
-                scope_id: scope_id.map(Cow::Borrowed),
+                scope_id: scope_id.map(CompactString::new),
                 max: limit.max,
                 cost,
             };
             let deny = |code, reason: String, info| Decision::Deny {
-                tool: Cow::Borrowed(call.name()),
-                rule: rule.map(|r| r.key_for(call.name())),
+                tool: ToolName::new(call.name()),
+                rule: rule.map(|r| r.key_for()),
                 code,
                 reason: Reason::composed(reason),
                 limit: Some(info),
@@ -427,8 +429,8 @@ impl Engine {
         for (request, &(limit, scope_id, _)) in requests.as_slice().iter().zip(sources.as_slice()) {
             if request.cost > request.max {
                 return Decision::Deny {
-                    tool: Cow::Borrowed(call.name()),
-                    rule: rule.map(|r| r.key_for(call.name())),
+                    tool: ToolName::new(call.name()),
+                    rule: rule.map(|r| r.key_for()),
                     code: DenyCode::CostExceedsMax,
                     reason: Reason::composed(format!(
                         "this call costs {} units but counter \"{}\" admits at most {} per \
@@ -439,7 +441,7 @@ impl Engine {
                     )),
                     limit: Some(LimitInfo {
                         counter: Arc::clone(&limit.counter),
-                        scope_id: Some(Cow::Borrowed(scope_id)),
+                        scope_id: Some(CompactString::new(scope_id)),
                         max: request.max,
                         cost: Some(request.cost),
                     }),
@@ -458,11 +460,11 @@ impl Engine {
             let request = requests.get(index)?;
             let &(limit, scope_id, _) = sources.as_slice().get(index)?;
             Some(Decision::Limit {
-                tool: Cow::Borrowed(call.name()),
-                rule: rule.map(|r| r.key_for(call.name())),
+                tool: ToolName::new(call.name()),
+                rule: rule.map(|r| r.key_for()),
                 limit: LimitInfo {
                     counter: Arc::clone(&limit.counter),
-                    scope_id: Some(Cow::Borrowed(scope_id)),
+                    scope_id: Some(CompactString::new(scope_id)),
                     max: request.max,
                     cost: Some(request.cost),
                 },
@@ -478,7 +480,7 @@ impl Engine {
                     {
                         charges.push(Charge {
                             counter: Arc::clone(&limit.counter),
-                            scope_id: Cow::Borrowed(scope_id),
+                            scope_id: CompactString::new(scope_id),
                             cost: request.cost,
                             refund,
                         });
@@ -517,14 +519,9 @@ impl Engine {
 }
 
 impl Rule {
-    /// The rule's key for a decision about `tool`: borrowed from the call when the key is
-    /// the tool's exact name, which saves a reference-count round trip.
-    fn key_for<'a>(&self, tool: &'a str) -> RuleKey<'a> {
-        if self.glob {
-            RuleKey::shared(&self.key)
-        } else {
-            RuleKey::borrowed(tool)
-        }
+    /// The rule's key for a decision, shared with the policy.
+    fn key_for(&self) -> RuleKey {
+        RuleKey::shared(&self.key)
     }
 }
 

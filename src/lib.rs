@@ -133,7 +133,7 @@ mod store;
 
 pub use call::ToolCall;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, Usage};
+pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
 pub use engine::{Engine, EngineBuilder};
 pub use mcp::McpError;
 pub use policy::{Action, Counter, Outcome, Policy, PolicyError, Refund, Scope};

@@ -17,14 +17,14 @@ fn engine(policy: Value) -> (Engine, ManualClock) {
     (Engine::builder(policy).clock(clock.clone()).build(), clock)
 }
 
-fn denial(decision: &Decision<'_>) -> (DenyCode, String) {
+fn denial(decision: &Decision) -> (DenyCode, String) {
     match decision {
         Decision::Deny { code, reason, .. } => (*code, reason.to_string()),
         other => panic!("expected a denial, got {other}"),
     }
 }
 
-fn approval_reason(decision: &Decision<'_>) -> String {
+fn approval_reason(decision: &Decision) -> String {
     match decision {
         Decision::RequireApproval { reason, .. } => reason.to_string(),
         other => panic!("expected RequireApproval, got {other}"),
@@ -516,26 +516,56 @@ fn decisions_serialize_as_audit_records() {
     );
 }
 
+/// A function that takes the arguments by value returns the decision it got for them.
+fn decide(engine: &Engine, tool: &str, args: Value) -> Decision {
+    let grant = String::from("g");
+    engine.evaluate(&ToolCall::new(tool).grant(&grant).arguments(&args))
+}
+
 #[test]
-fn decisions_outlive_their_call_once_owned() {
+fn decisions_outlive_their_call() {
     let (engine, _) = engine(
         json!({"version": "1", "tools": {"t": {"limits": [{"window": "minute", "max": 1}]}}}),
     );
-    let owned = {
-        let grant = String::from("g");
-        let call = ToolCall::new("t").grant(&grant);
-        engine.evaluate(&call).into_owned()
-    };
+    let owned = decide(&engine, "t", json!({"x": 1}));
     assert!(owned.is_allowed());
     engine.refund(&owned).unwrap();
-    assert!(engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+    // Decisions collect in a Vec in a loop, each outliving its call.
+    let mut decisions = Vec::new();
+    for n in 0..3 {
+        let args = json!({"n": n});
+        decisions.push(engine.evaluate(&ToolCall::new("t").grant("g").arguments(&args)));
+    }
+    let codes: Vec<&str> = decisions.iter().map(Decision::code).collect();
+    assert_eq!(codes, ["allowed", "rate_limited", "rate_limited"]);
+    assert_eq!(decisions[1], decisions[1].clone());
+}
+
+#[test]
+fn a_clone_of_a_decision_cannot_refund_it_twice() {
+    let (engine, _) = engine(
+        json!({"version": "1", "tools": {"t": {"limits": [{"window": "minute", "max": 2}]}}}),
+    );
+    let call = ToolCall::new("t").grant("g");
+    let first = engine.evaluate(&call);
+    let copy = first.clone();
+    assert_eq!(copy, first);
+    assert!(engine.evaluate(&call).is_allowed());
+    engine.refund(&copy).unwrap();
+    engine.refund(&first).unwrap();
+    engine.refund(&first).unwrap();
+    assert!(
+        engine.evaluate(&call).is_allowed(),
+        "one unit was given back"
+    );
+    assert!(!engine.evaluate(&call).is_allowed(), "only one");
 }
 
 #[test]
 fn engines_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();
-    assert_send_sync::<Decision<'static>>();
+    assert_send_sync::<Decision>();
 }
 
 #[test]

@@ -196,7 +196,7 @@ struct Pending {
 }
 
 enum Kind {
-    Call(Decision<'static>),
+    Call(Decision),
     ToolsList,
     Initialize,
     Other,
@@ -427,7 +427,7 @@ impl Relay {
         id: &Value,
         revision: Revision,
         out: &mut Output,
-    ) -> Option<Decision<'static>> {
+    ) -> Option<Decision> {
         if let Some(Value::Object(params)) = request.get("params") {
             if let Some((found, exact)) = params
                 .keys()
@@ -486,7 +486,7 @@ impl Relay {
                 out.to_client.push(answer.to_string());
                 None
             }
-            None => Some(decision.into_owned()),
+            None => Some(decision),
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 /// `structuredContent` holds the decision as data for programs (its `code` is stable:
 /// `rate_limited`, `approval_required`, or a [`DenyCode`]). On MCP 2026-07-28 the result
 /// also carries `"resultType": "complete"`, which that revision requires of every result.
-pub fn refusal(id: &Value, decision: &Decision<'_>, revision: Revision) -> Option<Value> {
+pub fn refusal(id: &Value, decision: &Decision, revision: Revision) -> Option<Value> {
     let text = match decision {
         Decision::Allow { .. } => return None,
         Decision::Limit {

@@ -203,7 +203,7 @@ impl Serialize for Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyCode {
-    /// The tool is listed in `hide`.
+    /// The tool is listed in `hide`, or its name is longer than 512 bytes.
     Hidden,
     /// The matched rule's action is `deny`.
     RuleDenied,

@@ -7,7 +7,7 @@ use crate::decision::{
 };
 use crate::inline_vec::InlineVec;
 use crate::policy::Refund;
-use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule};
+use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule, MAX_NAME_BYTES};
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use compact_str::CompactString;
@@ -124,6 +124,9 @@ impl Engine {
     }
 
     /// Decides `call` and, if it is allowed, records its cost in every limit.
+    ///
+    /// A tool name longer than 512 bytes is denied as `hidden` before any matching, so
+    /// that no name costs more than 512 bytes per glob of the policy.
     ///
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
@@ -249,7 +252,18 @@ impl Engine {
             limit: None,
         };
 
-        // 1. Hidden.
+        // 1. Hidden. A name longer than any MCP tool name is refused before matching, which
+        // costs up to the name's length per glob.
+        if tool.len() > MAX_NAME_BYTES {
+            return deny(
+                None,
+                DenyCode::Hidden,
+                Reason::fixed(
+                    "tool names longer than 512 bytes are refused (MCP tool names are at most \
+                     128 characters)",
+                ),
+            );
+        }
         if policy.is_hidden(tool) {
             return deny(
                 None,

@@ -35,6 +35,13 @@ pub(crate) fn parse_with(bytes: &[u8], keys: Keys) -> Result<Value, serde_json::
     Ok(value)
 }
 
+/// Reads one value from any serde `deserializer`, rejecting duplicate object keys.
+pub(crate) fn deserialize_strict<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Value, D::Error> {
+    Strict(Keys::Exact).deserialize(deserializer)
+}
+
 /// A key folded so that keys equal when case is ignored fold equal: each character
 /// upper-cased then lower-cased, which also joins `K`, `k` and the Kelvin sign, and `s`
 /// with the long s, as Go's simple folding does.

@@ -603,3 +603,16 @@ fn step5_limits_naming_one_count_add_their_costs() {
         "rate_limited"
     );
 }
+
+#[test]
+fn step1_names_longer_than_any_mcp_tool_name_are_refused_before_matching() {
+    let globs: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("*x{i}"), json!({}))).collect();
+    let (engine, _) = engine(json!({"version": "1", "default": "allow", "tools": globs}));
+    let long = "a".repeat(1 << 20);
+    let decision = engine.evaluate(&ToolCall::new(&long));
+    assert_eq!(denial(&decision).0, DenyCode::Hidden);
+    assert!(denial(&decision).1.contains("longer than 512 bytes"));
+    let edge = "a".repeat(512);
+    assert!(engine.evaluate(&ToolCall::new(&edge)).is_allowed());
+}

@@ -42,8 +42,121 @@ fn syntax_errors_give_line_and_column() {
 }
 
 #[test]
-fn empty_and_truncated_input_are_syntax_errors() {
-    assert!(error("").line_column().is_some());
+fn an_empty_file_says_it_is_empty() {
+    for text in ["", "  \n\t", "\u{feff}"] {
+        let err = error(text);
+        assert!(
+            err.to_string().starts_with("policy: the policy is empty;"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("{\"version\": \"1\""), "{err}");
+    }
+}
+
+#[test]
+fn a_yaml_file_is_told_it_is_not_json() {
+    for text in [
+        "version: \"1\"\ndefault: deny\n",
+        "---\nversion: 1\n",
+        "tools:\n  - a\n",
+    ] {
+        let err = error(text);
+        assert!(err.to_string().contains("this looks like YAML"), "{err}");
+    }
+    // Plain garbage is a syntax error with a position.
+    assert!(error("nonsense").line_column().is_some());
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let policy: Policy = "\u{feff}{\"version\": \"1\"}".parse().unwrap();
+    assert_eq!(policy.rule_keys().count(), 0);
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let err = error(
+        r#"{"version": "2", "defualt": "deny", "hide": [5],
+        "all_tools": {"limits": [{"window": "minutes", "max": 1}]},
+        "tools": {
+          "a": {"limts": [], "action": "maybe"},
+          "b": {"require": [{"path": "amount", "op": "lte", "value": 1},
+                            {"path": "args.x", "op": "less", "value": 1}],
+                "limits": [{"window": "minute"}, {"window": "hour", "max": 0}]}}}"#,
+    );
+    let paths: Vec<&str> = err.errors().map(|e| e.path().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "defualt",
+            "version",
+            "hide[0]",
+            "all_tools.limits[0].window",
+            "tools.a.limts",
+            "tools.a.action",
+            "tools.b.require[0].path",
+            "tools.b.require[1].op",
+            "tools.b.limits[0]",
+            "tools.b.limits[1].max",
+        ]
+    );
+    assert_eq!(err.to_string().lines().count(), paths.len(), "{err}");
+    assert_eq!(
+        err.path(),
+        Some("defualt"),
+        "the accessors describe the first"
+    );
+}
+
+#[test]
+fn a_huge_broken_policy_gives_a_bounded_report() {
+    let rules: Vec<String> = (0..500)
+        .map(|i| format!("\"t{i}\": {{\"x\": 1}}"))
+        .collect();
+    let err = error(&format!(
+        "{{\"version\": \"1\", \"tools\": {{{}}}}}",
+        rules.join(",")
+    ));
+    assert_eq!(err.errors().count(), 50);
+    assert_eq!(err.dropped(), 450);
+    assert!(err.to_string().ends_with("… and 450 more problems"));
+}
+
+#[test]
+fn huge_keys_and_patterns_are_refused_quickly_with_short_messages() {
+    // A 10 MB unknown key: the message quotes a bounded part of it.
+    let key = "k".repeat(10 << 20);
+    let err = error(&format!("{{\"version\": \"1\", \"{key}\": 1}}"));
+    assert!(
+        err.to_string().len() < 400,
+        "{} bytes",
+        err.to_string().len()
+    );
+    // A rule key longer than any MCP tool name.
+    let err = error(&format!(
+        "{{\"version\": \"1\", \"tools\": {{\"{}\": {{}}}}}}",
+        "t".repeat(600)
+    ));
+    assert!(err.to_string().contains("at most 512 bytes"), "{err}");
+    assert!(err.to_string().len() < 400);
+    // A regex whose compiled form is huge is refused rather than compiled.
+    let err = error(
+        r#"{"version": "1", "tools": {"t": {"require": [{"path": "args.a", "op": "regex", "value": "\\w{200}"}]}}}"#,
+    );
+    assert!(err.to_string().contains("too large once compiled"), "{err}");
+    // More regex conditions than the bound.
+    let conditions: Vec<String> = (0..300)
+        .map(|i| format!("{{\"path\": \"args.a\", \"op\": \"regex\", \"value\": \"^{i}$\"}}"))
+        .collect();
+    let err = error(&format!(
+        "{{\"version\": \"1\", \"tools\": {{\"t\": {{\"require\": [{}]}}}}}}",
+        conditions.join(",")
+    ));
+    assert!(err.to_string().contains("300 regex conditions"), "{err}");
+}
+
+#[test]
+fn truncated_input_is_a_syntax_error() {
     assert!(error("{\"version\": \"1\"").line_column().is_some());
     assert!(error("{\"version\": \"1\"} trailing")
         .line_column()

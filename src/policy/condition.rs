@@ -1,7 +1,10 @@
 //! Conditions over call arguments: `{ "path", "op", "value", "reason"? }`.
 
 use super::arg_path::ArgPath;
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+
+/// The most memory one compiled `regex` condition may take.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -100,7 +103,21 @@ impl Op {
             },
             "regex" => match value {
                 Value::String(s) => Op::Regex(
-                    Regex::new(s).map_err(|e| format!("invalid regular expression: {e}"))?,
+                    // Bounded so that a policy cannot make loading slow or memory-hungry:
+                    // `\w{200}` (Unicode classes repeated) is refused, not compiled.
+                    RegexBuilder::new(s)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .dfa_size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| match e {
+                            regex::Error::CompiledTooBig(_) => format!(
+                                "regular expression too large once compiled (over {} KiB); \
+                                 use fewer or smaller repetitions, or ASCII classes such as \
+                                 (?-u:\\w)",
+                                REGEX_SIZE_LIMIT / 1024
+                            ),
+                            other => format!("invalid regular expression: {other}"),
+                        })?,
                 ),
                 _ => return Err("operator \"regex\" takes a pattern; expected a string".into()),
             },

@@ -2,11 +2,13 @@
 
 use std::fmt;
 
-/// Why a policy could not be loaded.
+/// Why a policy could not be loaded: every problem found, not only the first.
 ///
-/// Every error names where the problem is: a line and column for JSON syntax errors, a
-/// JSON path such as `tools.whmcs_update_ticket.limits[0].window` for everything else,
-/// together with the offending value and what was expected there.
+/// Every problem names where it is: a line and column for JSON syntax errors, a JSON path
+/// such as `tools.whmcs_update_ticket.limits[0].window` for everything else, together
+/// with the offending value (cut to a bounded length) and what was expected there. The
+/// accessors describe the first problem; [`errors`](Self::errors) lists them all, and
+/// `Display` prints one per line.
 ///
 /// ```
 /// use mcp_policy::Policy;
@@ -14,12 +16,24 @@ use std::fmt;
 /// let err = Policy::from_json(r#"{"version":"1","tools":{"t":{"limts":[]}}}"#).unwrap_err();
 /// assert_eq!(err.path(), Some("tools.t.limts"));
 /// assert!(err.to_string().contains("did you mean \"limits\""));
+///
+/// let err = Policy::from_json(r#"{"version":"2","default":"maybe","tools":{"t":{"limts":[]}}}"#)
+///     .unwrap_err();
+/// let paths: Vec<_> = err.errors().map(|e| e.path().unwrap_or_default().to_owned()).collect();
+/// assert_eq!(paths, ["version", "default", "tools.t.limts"]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
     location: Location,
     message: String,
+    /// The problems found after the first, each with an empty `more`.
+    more: Vec<PolicyError>,
+    /// Problems found but not kept, past [`MAX_ERRORS`].
+    dropped: usize,
 }
+
+/// At most this many problems are kept, so a huge broken file gives a readable report.
+const MAX_ERRORS: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Location {
@@ -42,6 +56,8 @@ impl PolicyError {
                 column: err.column(),
             },
             message,
+            more: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -49,7 +65,49 @@ impl PolicyError {
         PolicyError {
             location: Location::Path(path.to_owned()),
             message: message.into(),
+            more: Vec::new(),
+            dropped: 0,
         }
+    }
+
+    /// One error holding every problem of `errors`, in order; `None` for none.
+    pub(crate) fn combine(errors: Vec<PolicyError>) -> Option<PolicyError> {
+        let mut first: Option<PolicyError> = None;
+        for mut error in errors {
+            let more = std::mem::take(&mut error.more);
+            let dropped = std::mem::take(&mut error.dropped);
+            let all = match &mut first {
+                None => first.insert(error),
+                Some(all) => {
+                    all.keep(error);
+                    all
+                }
+            };
+            for error in more {
+                all.keep(error);
+            }
+            all.dropped += dropped;
+        }
+        first
+    }
+
+    fn keep(&mut self, error: PolicyError) {
+        if self.more.len() + 1 < MAX_ERRORS {
+            self.more.push(error);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Every problem found, the first being `self` (without the others). At most 50 are
+    /// kept; [`dropped`](Self::dropped) says how many more there were.
+    pub fn errors(&self) -> impl Iterator<Item = &PolicyError> {
+        std::iter::once(self).chain(&self.more)
+    }
+
+    /// How many problems were found but not kept.
+    pub fn dropped(&self) -> usize {
+        self.dropped
     }
 
     /// The JSON path of the offending value, such as `tools.t.limits[0].window`, or `None`
@@ -77,7 +135,22 @@ impl PolicyError {
 }
 
 impl fmt::Display for PolicyError {
+    /// One line per problem.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_one(f)?;
+        for error in &self.more {
+            f.write_str("\n")?;
+            error.fmt_one(f)?;
+        }
+        if self.dropped > 0 {
+            write!(f, "\n… and {} more problems", self.dropped)?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyError {
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
             Location::Text { line, column } => write!(
                 f,

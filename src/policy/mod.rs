@@ -11,11 +11,12 @@ pub(crate) use condition::Condition;
 pub use error::PolicyError;
 pub(crate) use limit::{Cost, Limit};
 pub use limit::{Counter, Outcome, Refund, Scope};
+pub(crate) use parse::MAX_NAME_BYTES;
 pub use rule::Action;
 pub(crate) use rule::Rule;
 
 use crate::matcher::Matcher;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -67,6 +68,27 @@ impl Policy {
     /// the first invalid value and what was expected there.
     pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
         parse::parse(text)
+    }
+
+    /// Validates a policy already read into a `serde_json::Value`, such as one field of a
+    /// larger configuration. Errors name JSON paths; there are no lines and columns, and
+    /// duplicate keys can no longer be seen (`serde_json` kept the last): prefer
+    /// [`from_json`](Self::from_json) for text.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    ///
+    /// let config = serde_json::json!({"listen": "127.0.0.1:8080", "policy": {
+    ///     "version": "1", "tools": {"whmcs_get_*": {}}}});
+    /// let policy = Policy::from_value(&config["policy"])?;
+    /// assert_eq!(policy.rule_for("whmcs_get_ticket"), Some("whmcs_get_*"));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`PolicyError`] listing every problem, each with its JSON path.
+    pub fn from_value(value: &Value) -> Result<Policy, PolicyError> {
+        parse::from_value(value)
     }
 
     /// The policy's free-text `description`, if it has one.
@@ -185,6 +207,26 @@ impl PartialEq for Policy {
             && self.hide == other.hide
             && self.all_tools == other.all_tools
             && self.rules == other.rules
+    }
+}
+
+impl<'de> Deserialize<'de> for Policy {
+    /// Reads and validates a policy from any serde format; duplicate keys are refused.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Config { policy: Policy }
+    ///
+    /// let config: Config = serde_json::from_str(r#"{"policy": {"version": "1"}}"#)?;
+    /// assert_eq!(config.policy.rule_keys().count(), 0);
+    /// assert!(serde_json::from_str::<Config>(r#"{"policy": {"version": "2"}}"#).is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Policy, D::Error> {
+        let value = crate::json::deserialize_strict(deserializer)?;
+        Policy::from_value(&value).map_err(serde::de::Error::custom)
     }
 }
 

@@ -40,89 +40,177 @@ const SCOPES: &str = "\"grant\", \"session\", \"agent\" or \"global\"";
 const WINDOWS: &str =
     "\"second\", \"minute\", \"hour\", \"day\", or a whole number of seconds from 1 to 31536000";
 
+/// The longest rule key, `hide` entry or tool name the engine considers, in bytes: MCP
+/// tool names are at most 128 characters, and a bound keeps matching cheap.
+pub(crate) const MAX_NAME_BYTES: usize = 512;
+/// The most `regex` conditions one policy may have (each is bounded in size too).
+const MAX_REGEXES: usize = 256;
+
+/// Problems found so far: loading goes on after one, so that every problem is reported.
+#[derive(Default)]
+struct Problems(Vec<PolicyError>);
+
+impl Problems {
+    /// The value, or `None` after noting why there is none.
+    fn take<T>(&mut self, result: Result<T, PolicyError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    fn into_result<T>(self, value: T) -> Result<T, PolicyError> {
+        match PolicyError::combine(self.0) {
+            Some(error) => Err(error),
+            None => Ok(value),
+        }
+    }
+}
+
 pub(super) fn parse(text: &str) -> Result<Policy, PolicyError> {
-    let value = parse_strict(text).map_err(|e| PolicyError::syntax(&e))?;
+    // A byte-order mark, as some editors write, is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(PolicyError::at(
+            "",
+            "the policy is empty; write a JSON object such as \
+             {\"version\": \"1\", \"default\": \"deny\", \"tools\": {}}",
+        ));
+    }
+    let value = parse_strict(text).map_err(|e| match looks_like_yaml(text) {
+        true => PolicyError::at(
+            "",
+            "this looks like YAML; a policy is JSON, such as \
+             {\"version\": \"1\", \"default\": \"deny\", \"tools\": {}}",
+        ),
+        false => PolicyError::syntax(&e),
+    })?;
+    from_value(&value)
+}
+
+/// Text that does not start like JSON but has a `name:` line or a `---` marker.
+fn looks_like_yaml(text: &str) -> bool {
+    let start = text.trim_start();
+    if start.starts_with(['{', '[', '"']) {
+        return false;
+    }
+    start.starts_with("---")
+        || start.lines().any(|line| {
+            let line = line.trim_start_matches([' ', '-']);
+            line.split_once(':').is_some_and(|(key, _)| {
+                !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '"' | '\''))
+            })
+        })
+}
+
+pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
     let top = object(
-        &value,
+        value,
         "",
         "the policy to be an object such as {\"version\": \"1\", \"tools\": {}}",
     )?;
-    known_fields(top, "", TOP_FIELDS)?;
+    let mut problems = Problems::default();
+    problems.take(known_fields(top, "", TOP_FIELDS));
 
     match top.get("version") {
         Some(Value::String(v)) if v == "1" => {}
-        Some(other) => {
-            return Err(PolicyError::at(
-                "version",
-                format!("expected \"1\", found {}", describe(other)),
-            ))
-        }
-        None => {
-            return Err(PolicyError::at(
-                "",
-                "missing field \"version\"; add \"version\": \"1\"",
-            ))
-        }
+        Some(other) => problems.0.push(PolicyError::at(
+            "version",
+            format!("expected \"1\", found {}", describe(other)),
+        )),
+        None => problems.0.push(PolicyError::at(
+            "",
+            "missing field \"version\"; add \"version\": \"1\"",
+        )),
     }
-    let description = optional_string(top, "", "description")?.map(str::to_owned);
-    let default = match optional_string(top, "", "default")? {
-        Some(name) => action(name, "default")?,
+    let description = problems
+        .take(optional_string(top, "", "description"))
+        .flatten()
+        .map(str::to_owned);
+    let default = match problems.take(optional_string(top, "", "default")).flatten() {
+        Some(name) => problems
+            .take(action(name, "default"))
+            .unwrap_or(Action::Deny),
         None => Action::Deny,
     };
 
     let mut hide = Vec::new();
     if let Some(list) = top.get("hide") {
-        for (i, item) in array(list, "hide", "a list of tool names or globs")?
-            .iter()
-            .enumerate()
-        {
+        let items = problems.take(array(list, "hide", "a list of tool names or globs"));
+        for (i, item) in items.unwrap_or_default().iter().enumerate() {
             let path = index(&join("", "hide"), i);
             let Value::String(name) = item else {
-                return Err(PolicyError::at(
+                problems.0.push(PolicyError::at(
                     &path,
                     format!("expected a tool name or glob, found {}", describe(item)),
                 ));
+                continue;
             };
-            check_tool_key(name, &path)?;
-            hide.push(Arc::<str>::from(name.as_str()));
+            if problems.take(check_tool_key(name, &path)).is_some() {
+                hide.push(Arc::<str>::from(name.as_str()));
+            }
         }
     }
 
     let mut counters = Counters::default();
-    let all_tools = match top.get("all_tools") {
-        Some(v) => {
-            let map = object(
-                v,
+    let all_tools = top
+        .get("all_tools")
+        .and_then(|v| {
+            let expected = "an object with limits, require, deny_if or approve_if";
+            let map = problems.take(object(v, "all_tools", expected))?;
+            problems.take(known_fields(map, "all_tools", ALL_TOOLS_FIELDS));
+            problems.take(body(
                 "all_tools",
-                "an object with limits, require, deny_if or approve_if",
-            )?;
-            known_fields(map, "all_tools", ALL_TOOLS_FIELDS)?;
-            body("all_tools", map, "all_tools", Action::Allow, &mut counters)?
-        }
-        None => empty_rule("all_tools"),
-    };
+                map,
+                "all_tools",
+                Action::Allow,
+                &mut counters,
+            ))
+        })
+        .unwrap_or_else(|| empty_rule("all_tools"));
 
     let mut rules = Vec::new();
     if let Some(v) = top.get("tools") {
-        let map = object(v, "tools", "an object mapping tool names or globs to rules")?;
-        for (key, rule_value) in map {
+        let map = problems.take(object(
+            v,
+            "tools",
+            "an object mapping tool names or globs to rules",
+        ));
+        for (key, rule_value) in map.into_iter().flatten() {
             let path = join("tools", key);
-            check_tool_key(key, &path)?;
-            let rule_map = object(
-                rule_value,
-                &path,
-                "a rule: an object such as {} or {\"action\": \"deny\"}",
-            )?;
-            known_fields(rule_map, &path, RULE_FIELDS)?;
-            rules.push(rule(key, rule_map, &path, &mut counters)?);
+            if problems.take(check_tool_key(key, &path)).is_none() {
+                continue;
+            }
+            let expected = "a rule: an object such as {} or {\"action\": \"deny\"}";
+            let Some(rule_map) = problems.take(object(rule_value, &path, expected)) else {
+                continue;
+            };
+            problems.take(known_fields(rule_map, &path, RULE_FIELDS));
+            if let Some(rule) = problems.take(rule(key, rule_map, &path, &mut counters)) {
+                rules.push(rule);
+            }
         }
+    }
+    let regexes = std::iter::once(&all_tools)
+        .chain(&rules)
+        .flat_map(|r| r.require.iter().chain(&r.deny_if).chain(&r.approve_if))
+        .filter(|c| c.op.name() == "regex")
+        .count();
+    if regexes > MAX_REGEXES {
+        problems.0.push(PolicyError::at(
+            "",
+            format!(
+                "the policy has {regexes} regex conditions; at most {MAX_REGEXES} are allowed, \
+                 so that loading it stays fast"
+            ),
+        ));
     }
 
     let matcher = Arc::new(Matcher::new(
         rules.iter().enumerate().map(|(i, r)| (&*r.key, i)),
     ));
     let hidden = Arc::new(Matcher::new(hide.iter().map(|key| (&**key, 0))));
-    Ok(Policy {
+    problems.into_result(Policy {
         description,
         default,
         hide,
@@ -153,14 +241,18 @@ fn rule(
     path: &str,
     counters: &mut Counters,
 ) -> Result<Rule, PolicyError> {
-    let action = match optional_string(map, path, "action")? {
-        Some(name) => action(name, &join(path, "action"))?,
-        None => Action::Allow,
+    let mut problems = Problems::default();
+    let action = match problems
+        .take(optional_string(map, path, "action"))
+        .flatten()
+    {
+        Some(name) => problems.take(action(name, &join(path, "action"))),
+        None => Some(Action::Allow),
     };
-    if action == Action::Deny {
+    if action == Some(Action::Deny) {
         for field in ["require", "deny_if", "approve_if", "limits", "rate_limit"] {
             if map.get(field).is_some_and(|v| !is_empty_list(v)) {
-                return Err(PolicyError::at(
+                problems.0.push(PolicyError::at(
                     &join(path, field),
                     format!(
                         "this rule's action is \"deny\", so it refuses every call and \
@@ -170,20 +262,35 @@ fn rule(
             }
         }
     }
-    let mut rule = body(key, map, path, action, counters)?;
-    rule.reason = optional_string(map, path, "reason")?.map(Arc::from);
+    let body = problems.take(body(
+        key,
+        map,
+        path,
+        action.unwrap_or(Action::Allow),
+        counters,
+    ));
+    let reason = problems
+        .take(optional_string(map, path, "reason"))
+        .flatten()
+        .map(Arc::from);
+    let mut rate = None;
     if let Some(v) = map.get("rate_limit") {
         let rate_path = join(path, "rate_limit");
-        let (max, window_secs, scope) = rate_limit(v, &rate_path)?;
-        let counter = counters.get(key, window_secs, scope, &rate_path)?;
-        rule.rate_limit = Some(Limit {
-            counter,
-            max,
-            cost: Cost::Fixed(1),
-            refund: Refund::default(),
+        let limit = rate_limit(v, &rate_path).and_then(|(max, window_secs, scope)| {
+            let counter = counters.get(key, window_secs, scope, &rate_path)?;
+            Ok(Limit {
+                counter,
+                max,
+                cost: Cost::Fixed(1),
+                refund: Refund::default(),
+            })
         });
+        rate = problems.take(limit);
     }
-    Ok(rule)
+    let mut rule = body.unwrap_or_else(|| empty_rule(key));
+    rule.reason = reason;
+    rule.rate_limit = rate;
+    problems.into_result(rule)
 }
 
 /// The parts a rule shares with `all_tools`: conditions and limits.
@@ -194,19 +301,28 @@ fn body(
     action: Action,
     counters: &mut Counters,
 ) -> Result<Rule, PolicyError> {
+    let mut problems = Problems::default();
     let mut rule = empty_rule(key);
     rule.action = action;
-    rule.require = conditions(map, path, "require")?;
-    rule.deny_if = conditions(map, path, "deny_if")?;
-    rule.approve_if = conditions(map, path, "approve_if")?;
+    rule.require = problems
+        .take(conditions(map, path, "require"))
+        .unwrap_or_default();
+    rule.deny_if = problems
+        .take(conditions(map, path, "deny_if"))
+        .unwrap_or_default();
+    rule.approve_if = problems
+        .take(conditions(map, path, "approve_if"))
+        .unwrap_or_default();
     if let Some(v) = map.get("limits") {
         let list_path = join(path, "limits");
-        for (i, item) in array(v, &list_path, "a list of limits")?.iter().enumerate() {
-            rule.limits
-                .push(limit(item, &index(&list_path, i), counters)?);
+        let items = problems.take(array(v, &list_path, "a list of limits"));
+        for (i, item) in items.unwrap_or_default().iter().enumerate() {
+            if let Some(limit) = problems.take(limit(item, &index(&list_path, i), counters)) {
+                rule.limits.push(limit);
+            }
         }
     }
-    Ok(rule)
+    problems.into_result(rule)
 }
 
 fn conditions(
@@ -223,11 +339,13 @@ fn conditions(
         &list_path,
         "a list of conditions such as [{\"path\": \"args.amount\", \"op\": \"lte\", \"value\": 100}]",
     )?;
-    items
+    let mut problems = Problems::default();
+    let parsed = items
         .iter()
         .enumerate()
-        .map(|(i, item)| condition(item, &index(&list_path, i), field))
-        .collect()
+        .filter_map(|(i, item)| problems.take(condition(item, &index(&list_path, i), field)))
+        .collect();
+    problems.into_result(parsed)
 }
 
 fn condition(v: &Value, path: &str, field: &str) -> Result<Condition, PolicyError> {
@@ -539,6 +657,17 @@ fn check_tool_key(key: &str, path: &str) -> Result<(), PolicyError> {
             ),
         ));
     }
+    if key.len() > MAX_NAME_BYTES {
+        return Err(PolicyError::at(
+            path,
+            format!(
+                "a tool name or glob is at most {MAX_NAME_BYTES} bytes (MCP tool names are at \
+                 most 128 characters); this one has {} bytes: {}",
+                key.len(),
+                describe_str(key)
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -600,9 +729,11 @@ fn required_string<'v>(
 }
 
 fn known_fields(map: &Map<String, Value>, path: &str, allowed: &[&str]) -> Result<(), PolicyError> {
-    for key in map.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(PolicyError::at(
+    let unknown = map
+        .keys()
+        .filter(|key| !allowed.contains(&key.as_str()))
+        .map(|key| {
+            PolicyError::at(
                 &join(path, key),
                 format!(
                     "unknown field {}; expected one of {}{}",
@@ -610,14 +741,21 @@ fn known_fields(map: &Map<String, Value>, path: &str, allowed: &[&str]) -> Resul
                     allowed.join(", "),
                     suggestion(key, allowed)
                 ),
-            ));
-        }
+            )
+        })
+        .collect();
+    match PolicyError::combine(unknown) {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `" (did you mean \"limits\"?)"` when a known word is a small edit away.
 fn suggestion(found: &str, known: &[&str]) -> String {
+    // Known words are short: a long word is no typo of one, and comparing costs its length.
+    if found.len() > 64 {
+        return String::new();
+    }
     known
         .iter()
         .map(|word| (edit_distance(found, word), *word))
@@ -653,6 +791,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// `path.key`, or `path["odd key"]` when the key is not a plain name.
 pub(crate) fn join(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
+        && key.len() <= 60
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'*');

@@ -13,7 +13,7 @@
 #[path = "common/gateway.rs"]
 mod gateway;
 
-use gateway::{text, wait_with_timeout, Session};
+use gateway::{text, Session};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -228,7 +228,7 @@ fn the_policy_file_is_reloaded_when_it_changes() {
     }
     // A broken edit keeps the last good policy.
     std::fs::write(gw.dir.join("policy.json"), "{ broken").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    gw.wait_for_stderr("keeping the previous policy");
     assert_eq!(
         gw.call(1000, "whmcs_get_ticket", json!({}))["result"]["structuredContent"]["code"],
         "default_denied"
@@ -244,20 +244,20 @@ fn the_server_exiting_ends_the_gateway_with_a_clear_message() {
         &["--grant", "g1"],
         &["sh".into(), "-c".into(), "exit 3".into()],
     );
-    let mut gw = gw;
-    let (status, stderr) = wait_with_timeout(&mut gw.child);
+    gw.wait_for_stderr("the MCP server exited");
+    let (status, stderr) = gw.finish();
     assert!(!status.success());
     assert!(
         stderr.contains("the MCP server exited (exit status: 3)"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&gw.dir);
 }
 
 #[test]
 fn a_server_that_cannot_start_is_a_clear_error() {
-    let mut gw = Session::start(POLICY, &["--grant", "g1"], &["/nonexistent/server".into()]);
-    let (status, stderr) = wait_with_timeout(&mut gw.child);
+    let gw = Session::start(POLICY, &["--grant", "g1"], &["/nonexistent/server".into()]);
+    gw.wait_for_stderr("cannot start");
+    let (status, stderr) = gw.finish();
     assert_eq!(status.code(), Some(2));
     assert!(
         stderr.contains("cannot start the MCP server \"/nonexistent/server\""),

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use redis::{Connection, RedisResult, Script};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Checks and records every limit of one call atomically. See the `RedisStore` docs for
 /// the data layout; the algorithm is `MemoryStore`'s sliding window, in Lua.
@@ -113,8 +113,19 @@ return give
 ///
 /// Connection loss, a timeout or a Redis error is a [`StoreError`] naming `redis`; the
 /// engine then fails closed (or open, if built so). A broken connection is dropped and the
-/// next call reconnects, so the store recovers by itself when Redis is back. Every
-/// operation is bounded by [`timeout`](Self::timeout).
+/// next call reconnects, so the store recovers by itself when Redis is back. Each store
+/// operation, from waiting for a pooled connection to the server's answer, is bounded by
+/// one deadline, [`timeout`](Self::timeout) after it starts; a decision makes one such
+/// operation, and a refund one per limit.
+///
+/// # Durability
+///
+/// Counts live only in Redis. If Redis loses its data (a restart without persistence, a
+/// `FLUSHALL`, an eviction under `maxmemory`), every count starts again from zero: calls
+/// recorded before are forgotten and limits admit a full `max` again. Where that matters,
+/// run Redis with persistence (`appendonly yes`), with `maxmemory-policy noeviction`
+/// (Redis then refuses writes when full, and the engine fails closed), and on a server of
+/// its own or with a [`prefix`](Self::prefix) no other application deletes.
 ///
 /// Redis Cluster is not supported: the keys of one call must live on one server.
 ///
@@ -177,7 +188,8 @@ impl RedisStore {
         self
     }
 
-    /// Bounds connecting, and each request, to `timeout` (default one second).
+    /// Bounds each store operation, from waiting for a free pooled connection to the
+    /// server's answer, to `timeout` (default one second).
     pub fn timeout(mut self, timeout: Duration) -> RedisStore {
         self.timeout = timeout.max(Duration::from_millis(1));
         self
@@ -261,31 +273,56 @@ impl RedisStore {
         }
     }
 
+    /// Runs `f` on a pooled connection. The whole of it (waiting for a free connection,
+    /// connecting, and every request `f` makes) is bounded by one deadline,
+    /// [`timeout`](Self::timeout) from now, so no decision waits longer, however many
+    /// callers queue for the pool.
     fn with_connection<R>(
         &self,
         mut f: impl FnMut(&mut Connection) -> RedisResult<R>,
     ) -> Result<R, StoreError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let timed_out = |doing: &str| {
+            StoreError::new(
+                "redis",
+                format!(
+                    "timed out after {} ms {doing}",
+                    started.elapsed().as_millis()
+                ),
+            )
+        };
+        // What is left of the deadline; never zero, which sockets read as "no timeout".
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let Some(cell) = self.connections.get(slot) else {
             return Err(StoreError::new("redis", "no connection slot"));
         };
-        let mut cell = cell.lock();
+        let Some(mut cell) = cell.try_lock_for(self.timeout) else {
+            return Err(timed_out("waiting for a free connection"));
+        };
         if cell.is_none() {
-            let connection = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(self.timeout))?;
-                    c.set_write_timeout(Some(self.timeout))?;
-                    Ok(c)
-                })
-                .map_err(store_error)?;
+            let connection =
+                self.client
+                    .get_connection_with_timeout(left())
+                    .map_err(|e| match e.is_timeout() {
+                        true => timed_out("connecting"),
+                        false => store_error(e),
+                    })?;
             *cell = Some(connection);
         }
         let Some(connection) = cell.as_mut() else {
             return Err(StoreError::new("redis", "no connection"));
         };
-        f(connection).map_err(|e| {
+        let bounded = connection
+            .set_read_timeout(Some(left()))
+            .and_then(|()| connection.set_write_timeout(Some(left())));
+        let result = bounded.and_then(|()| f(connection));
+        result.map_err(|e| {
             // After an I/O error or timeout the connection's state is unknown: start over.
             if e.is_io_error()
                 || e.is_timeout()
@@ -294,7 +331,10 @@ impl RedisStore {
             {
                 *cell = None;
             }
-            store_error(e)
+            match e.is_timeout() {
+                true => timed_out("waiting for the Redis server to answer"),
+                false => store_error(e),
+            }
         })
     }
 }

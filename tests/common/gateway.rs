@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for an answer before it fails.
@@ -44,6 +45,8 @@ pub struct Session {
     pub child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<Vec<u8>>,
+    /// Everything the gateway wrote to stderr so far.
+    stderr: Arc<Mutex<String>>,
     pub dir: PathBuf,
 }
 
@@ -88,11 +91,22 @@ impl Session {
                 }
             }
         });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let errors = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(errors).lines().map_while(Result::ok) {
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
         let stdin = child.stdin.take();
         Session {
             child,
             stdin,
             lines,
+            stderr,
             dir,
         }
     }
@@ -201,22 +215,40 @@ impl Session {
             .unwrap()
     }
 
-    /// Closes the client's side and waits for the gateway to exit.
+    /// Waits until the gateway has written `text` to stderr.
+    pub fn wait_for_stderr(&self, text: &str) {
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway never said {text:?}; it said: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes the client's side and waits for the gateway to exit; its status and stderr.
     pub fn finish(mut self) -> (ExitStatus, String) {
         drop(self.stdin.take());
-        let output = wait_with_timeout(&mut self.child);
+        let status = wait_with_timeout(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
-        output
+        // The stderr reader ends with the process; give it the last lines.
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        while Arc::strong_count(&self.stderr) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stderr = self.stderr.lock().unwrap().clone();
+        (status, stderr)
     }
 }
 
-pub fn wait_with_timeout(child: &mut Child) -> (ExitStatus, String) {
+/// Waits for `child` to exit.
+fn wait_with_timeout(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            return (status, stderr);
+            return status;
         }
         assert!(Instant::now() < deadline, "the gateway did not exit");
         std::thread::sleep(Duration::from_millis(20));

@@ -88,6 +88,9 @@ impl EngineBuilder {
 
     /// When the store fails, allow calls (without counting them) instead of denying them.
     /// Off by default: a broken store then denies every call that has limits.
+    ///
+    /// This covers store failures only. A call without the id a limit counts by, or with
+    /// an unusable `cost` argument, is denied either way: those are the caller's to fix.
     pub fn fail_open(mut self, fail_open: bool) -> EngineBuilder {
         self.fail_open = fail_open;
         self

@@ -37,8 +37,9 @@
 //!
 //! Limits use a sliding window of 16 sub-buckets with exact safety (no window of length W
 //! admits more than `max`), liveness within W/16, and `retry_after` at most W·17/16; see
-//! [`CounterStore`]. Missing identities, unusable costs and store failures deny the call
-//! (fail closed).
+//! [`CounterStore`]; `retry_after` keeps its bound while the clock does not go back.
+//! Missing identities and unusable costs deny the call; so do store failures, unless the
+//! engine is built with [`fail_open`](EngineBuilder::fail_open) (fail closed).
 //!
 //! # Features
 //!

@@ -205,3 +205,20 @@ fn policies_are_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
     assert_send_sync::<Policy>();
 }
+
+#[test]
+fn long_numbers_survive_a_round_trip() {
+    // serde_json's default float parsing reads this one a unit in the last place off,
+    // so a policy would not survive its own round trip.
+    let digits = "12145389806734000435919463368450440470644293734899792191337657291169148287996721824363323489831987964892162013161949375586871020497";
+    let text = format!(
+        r#"{{"version": "1", "tools": {{"t": {{"require": [
+            {{"path": "args.a", "op": "lte", "value": {digits}}},
+            {{"path": "args.b", "op": "gt", "value": 0.1000000000000000055511151231257827}}]}}}}}}"#
+    );
+    let policy: Policy = text.parse().unwrap();
+    let again: Policy = policy.to_json_value().to_string().parse().unwrap();
+    assert_eq!(again, policy);
+    let twice: Policy = again.to_json_value().to_string().parse().unwrap();
+    assert_eq!(twice.to_json_value(), again.to_json_value());
+}

@@ -17,7 +17,9 @@
 //!   now, so a call is admitted whenever what was admitted in the preceding
 //!   `W·(1 + 1/16)`, plus its cost, is at most `max`.
 //! - **`retry_after` ≤ `W·(1 + 1/16)`**: the time until enough of the oldest buckets have
-//!   expired; repeating the call then (with nothing admitted meanwhile) admits it.
+//!   expired; repeating the call then (with nothing admitted meanwhile) admits it. This
+//!   holds while the clock does not go back: after a jump back by `J`, the wait counts from
+//!   the newest time seen, so on the caller's clock it is up to `J` longer.
 //!
 //! Memory is constant per key: 17 counts and two words. Time that goes backwards is
 //! treated as the newest time seen, so a clock that jumps back can neither panic nor

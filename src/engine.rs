@@ -172,7 +172,10 @@ impl Engine {
     /// call that never ran is refunded, so failing calls still count. Returns whether
     /// anything was given back.
     ///
-    /// A decision is refunded at most once, whatever the outcomes reported. Other
+    /// Pass the decision [`evaluate`](Self::evaluate) returned: a clone is a copy for logs,
+    /// and reporting its outcome gives nothing back, so that a call's units are never
+    /// given back twice. A decision is refunded at most once, whatever the outcomes
+    /// reported. Other
     /// decisions than `Allow`, decisions of another engine, and units whose window has
     /// passed change nothing. If the store fails, the units not yet given back stay
     /// charged and the same call can be retried.

@@ -123,6 +123,7 @@ mod call;
 mod clock;
 mod decision;
 mod engine;
+mod explain;
 mod inline_vec;
 mod json;
 mod matcher;
@@ -136,8 +137,9 @@ pub use call::ToolCall;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
 pub use engine::{Engine, EngineBuilder};
+pub use explain::{ConditionCheck, Explanation, LimitCheck, RuleMatch};
 pub use mcp::McpError;
-pub use policy::{Action, Counter, Outcome, Policy, PolicyError, Refund, Scope};
+pub use policy::{closest_name, Action, Counter, Outcome, Policy, PolicyError, Refund, Scope};
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -2,12 +2,12 @@
 
 use super::arg_path::ArgPath;
 use regex::{Regex, RegexBuilder};
-
-/// The most memory one compiled `regex` condition may take.
-pub(crate) const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
+
+/// The most memory one compiled `regex` condition may take.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
 /// One compiled condition. Evaluating it never allocates.
 #[derive(Debug, Clone)]

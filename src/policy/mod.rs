@@ -11,6 +11,7 @@ pub(crate) use condition::Condition;
 pub use error::PolicyError;
 pub(crate) use limit::{Cost, Limit};
 pub use limit::{Counter, Outcome, Refund, Scope};
+pub use parse::closest_name;
 pub(crate) use parse::MAX_NAME_BYTES;
 pub use rule::Action;
 pub(crate) use rule::Rule;

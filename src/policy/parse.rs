@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const TOP_FIELDS: &[&str] = &[
+    "$schema",
     "version",
     "description",
     "default",
@@ -123,6 +124,8 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
             "missing field \"version\"; add \"version\": \"1\"",
         )),
     }
+    // `$schema` only helps editors find the schema; it must be a string if present.
+    problems.take(optional_string(top, "", "$schema"));
     let description = problems
         .take(optional_string(top, "", "description"))
         .flatten()
@@ -752,17 +755,34 @@ fn known_fields(map: &Map<String, Value>, path: &str, allowed: &[&str]) -> Resul
 
 /// `" (did you mean \"limits\"?)"` when a known word is a small edit away.
 fn suggestion(found: &str, known: &[&str]) -> String {
-    // Known words are short: a long word is no typo of one, and comparing costs its length.
-    if found.len() > 64 {
-        return String::new();
+    closest_name(found, known.iter().copied())
+        .map(|word| format!(" (did you mean \"{word}\"?)"))
+        .unwrap_or_default()
+}
+
+/// The name among `known` a small edit away from `found` (at most two edits, or a
+/// quarter of its length for long names), for "did you mean" messages; `None` when none
+/// is close, or `found` is one of them.
+///
+/// ```
+/// use mcp_policy::closest_name;
+///
+/// let tools = ["whmcs_get_ticket", "whmcs_update_ticket"];
+/// assert_eq!(closest_name("whmcs_get_tickets", tools), Some("whmcs_get_ticket"));
+/// assert_eq!(closest_name("whmcs_delete_client", tools), None);
+/// ```
+pub fn closest_name<'k>(found: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    // Names are short: a long word is no typo of one, and comparing costs its length.
+    if found.len() > 256 {
+        return None;
     }
     known
-        .iter()
-        .map(|word| (edit_distance(found, word), *word))
-        .filter(|&(distance, word)| distance <= 2.max(word.len() / 4) && distance > 0)
+        .into_iter()
+        .filter(|word| word.len() <= 256)
+        .map(|word| (edit_distance(found, word), word))
+        .filter(|&(distance, word)| distance <= 2.max(word.chars().count() / 4) && distance > 0)
         .min()
-        .map(|(_, word)| format!(" (did you mean \"{word}\"?)"))
-        .unwrap_or_default()
+        .map(|(_, word)| word)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -1,5 +1,5 @@
-//! The official MCP Python SDK (`pip install mcp`, 2.x) as client of the real stdio
-//! gateway, in front of an SDK server, on MCP 2026-07-28 and on the 2025 handshake
+//! The official MCP Python SDK (`pip install mcp`, 2.x) as client of `mcp-policy
+//! gateway`, in front of an SDK server, on MCP 2026-07-28 and on the 2025 handshake
 //! (`tests/e2e/sdk_client.py` holds the checks).
 //!
 //! It needs a Python with the `mcp` package: `$MCP_PYTHON`, else `python3` if it can
@@ -51,8 +51,9 @@ fn the_python_sdk_client_works_through_the_gateway_on_every_revision() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sdk_client.py");
     let output = Command::new(python)
         .arg(script)
-        .arg(gateway::example("stdio_gateway"))
         .arg(&policy)
+        .arg(gateway::binary())
+        .arg("gateway")
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);

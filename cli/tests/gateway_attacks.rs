@@ -13,7 +13,7 @@
 #[path = "common/gateway.rs"]
 mod gateway;
 
-use gateway::{example, text, Session};
+use gateway::{binary, text, Session};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -250,12 +250,12 @@ fn refusals_are_valid_results_on_2026_07_28() {
 
 #[test]
 fn help_exits_zero_and_a_missing_grant_is_reported_at_start() {
-    let help = Command::new(example("stdio_gateway"))
-        .arg("--help")
+    let help = Command::new(binary())
+        .args(["gateway", "--help"])
         .output()
         .unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("usage: stdio_gateway --policy FILE"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: mcp-policy gateway"));
 
     let gw = Session::start(POLICY, &[], &gateway::go_like_server());
     let (_, stderr) = gw.finish();
@@ -264,7 +264,7 @@ fn help_exits_zero_and_a_missing_grant_is_reported_at_start() {
 
 #[test]
 fn the_shipped_policy_asks_approval_for_closing_a_ticket_in_any_spelling() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/whmcs.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/whmcs.json");
     let policy: mcp_policy::Policy = std::fs::read_to_string(path).unwrap().parse().unwrap();
     let engine = mcp_policy::Engine::new(policy);
     for status in ["Closed", "closed", "CLOSED", " closed "] {

@@ -1,7 +1,7 @@
 """The official MCP Python SDK (2.x) as the client of the stdio gateway, in front of an
 SDK server, on 2026-07-28 (the client's default, negotiated with server/discover) and on
-the 2025 initialize handshake. Usage: sdk_client.py GATEWAY POLICY. Exits non-zero with a
-message on the first failed check."""
+the 2025 initialize handshake. Usage: sdk_client.py POLICY GATEWAY-COMMAND... Exits
+non-zero with a message on the first failed check."""
 import sys
 from pathlib import Path
 
@@ -19,8 +19,9 @@ def check(ok, what):
 
 async def session(gateway, policy, mode):
     params = StdioServerParameters(
-        command=gateway,
-        args=["--policy", policy, "--grant", "g1", "--", sys.executable, str(HERE / "sdk_server.py")],
+        command=gateway[0],
+        args=[*gateway[1:], "--policy", policy, "--grant", "g1", "--",
+              sys.executable, str(HERE / "sdk_server.py")],
     )
     async with Client(params, mode=mode) as client:
         listed = await client.list_tools()
@@ -48,7 +49,7 @@ async def session(gateway, policy, mode):
 
 
 async def main():
-    gateway, policy = sys.argv[1], sys.argv[2]
+    policy, gateway = sys.argv[1], sys.argv[2:]
     await session(gateway, policy, "auto")
     await session(gateway, policy, "legacy")
 

@@ -1,8 +1,6 @@
-//! Drives the stdio gateway example as a real process between a scripted client (the
-//! test) and a real MCP server process: the example WHMCS server, or the Go-like server
-//! of `tests/servers/go_like_server.py`, which logs every message that reaches it.
-//!
-//! `cargo test` builds the examples these tests run (target/<profile>/examples/).
+//! Drives `mcp-policy gateway` as a real process between a scripted client (the test) and
+//! a real MCP server process: the library's example WHMCS server, or the Go-like server of
+//! `tests/servers/go_like_server.py`, which logs every message that reaches it.
 
 #![allow(
     dead_code,
@@ -23,16 +21,32 @@ use std::time::{Duration, Instant};
 /// How long a test waits for an answer before it fails.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile_dir = deps.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples (cargo test does)",
-        path.display()
-    );
-    path
+/// The `mcp-policy` binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-policy"))
+}
+
+/// The library's example WHMCS server, built on first use.
+pub fn whmcs_server() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let release = binary().components().any(|c| c.as_os_str() == "release");
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--quiet", "--example", "whmcs_server", "--manifest-path"])
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().unwrap();
+            assert!(status.success(), "building the whmcs_server example failed");
+            let profile_dir = binary().parent().unwrap().to_path_buf();
+            let path = profile_dir.join("examples").join("whmcs_server");
+            assert!(path.exists(), "{} is missing", path.display());
+            path
+        })
+        .clone()
 }
 
 /// The command line of the Go-like server.
@@ -58,8 +72,8 @@ impl Session {
         let dir = std::env::temp_dir().join(format!("mcp-policy-gw-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("policy.json"), policy).unwrap();
-        let mut child = Command::new(example("stdio_gateway"))
-            .arg("--policy")
+        let mut child = Command::new(binary())
+            .args(["gateway", "--policy"])
             .arg(dir.join("policy.json"))
             .args(["--reload-interval-ms", "50"])
             .args(flags)
@@ -113,7 +127,7 @@ impl Session {
 
     /// The gateway with `--grant g1` in front of the example WHMCS server.
     pub fn whmcs(policy: &str) -> Session {
-        let server = example("whmcs_server").display().to_string();
+        let server = whmcs_server().display().to_string();
         Session::start(policy, &["--grant", "g1"], &[server])
     }
 

@@ -1,0 +1,72 @@
+//! `mcp-policy explain`: how a policy decides one call, step by step.
+
+use crate::files::load_policy;
+use crate::{Failure, FilePath, Format, Identity};
+use clap::Args;
+use mcp_policy::{Engine, ManualClock, ToolCall};
+use serde_json::Value;
+use std::process::ExitCode;
+
+/// `explain` flags.
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The policy file.
+    #[arg(long, value_name = "FILE")]
+    policy: FilePath,
+    /// The tool called.
+    #[arg(long, value_name = "NAME")]
+    tool: String,
+    /// The call's arguments, a JSON object.
+    #[arg(long, value_name = "JSON")]
+    args: Option<String>,
+    #[command(flatten)]
+    identity: Identity,
+    /// Treat the call as approved by a person.
+    #[arg(long)]
+    approved: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
+    let policy = load_policy(&args.policy)?;
+    let arguments: Option<Value> = match &args.args {
+        None => None,
+        Some(text) => match serde_json::from_str(text) {
+            Ok(value @ Value::Object(_)) => Some(value),
+            Ok(_) => return Err(Failure::Usage("--args must be a JSON object".into())),
+            Err(e) => return Err(Failure::Usage(format!("--args is not valid JSON: {e}"))),
+        },
+    };
+    // A fresh store: limits show the call as the first of its window.
+    let engine = Engine::builder(policy).clock(ManualClock::new()).build();
+    let call = call(&args.tool, arguments.as_ref(), &args.identity).approved(args.approved);
+    let explanation = engine.explain(&call);
+    match args.format {
+        Format::Text => println!("{explanation}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(&explanation).unwrap_or_default()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A call with the identity flags.
+pub fn call<'a>(tool: &'a str, args: Option<&'a Value>, identity: &'a Identity) -> ToolCall<'a> {
+    let mut call = ToolCall::new(tool);
+    if let Some(args) = args {
+        call = call.arguments(args);
+    }
+    if let Some(grant) = &identity.grant {
+        call = call.grant(grant);
+    }
+    if let Some(agent) = &identity.agent {
+        call = call.agent(agent);
+    }
+    if let Some(session) = &identity.session {
+        call = call.session(session);
+    }
+    call
+}

@@ -1,0 +1,221 @@
+//! `mcp-policy gateway`: the stdio gateway. The MCP client talks to this process on stdin
+//! and stdout; it runs the server command and relays newline-delimited JSON-RPC both ways
+//! through [`Relay`], which does the enforcing. This file adds only the I/O: reading lines
+//! with a bound, writing answers, timing out requests, and reloading the policy file when
+//! it changes (a bad edit is reported and the old policy kept).
+
+use crate::files::load_policy;
+use crate::{Failure, FilePath, Identity};
+use clap::Args;
+use mcp_policy::mcp::{self, Line, LineReader, Output, Relay};
+use mcp_policy::Engine;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// `gateway` flags.
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// The policy file; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    policy: FilePath,
+    #[command(flatten)]
+    identity: Identity,
+    /// The largest message accepted from either side, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = mcp::DEFAULT_MAX_MESSAGE)]
+    max_message: usize,
+    /// How long a request may wait for the server before it is answered with an error.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    request_timeout: u64,
+    /// How often to look at the policy file for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    reload_interval_ms: u64,
+    /// The MCP server's command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    server: Vec<String>,
+}
+
+pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
+    let policy = load_policy(&args.policy)?;
+    let (program, server_args) = args
+        .server
+        .split_first()
+        .ok_or_else(|| Failure::Usage("no server command given after --".into()))?;
+    if args.identity.grant.is_none() {
+        eprintln!(
+            "mcp-policy gateway: warning: no --grant given, so every call to a tool with a \
+             limit that counts per grant (the default scope) will be denied as missing_identity"
+        );
+    }
+    let mut child = Command::new(program)
+        .args(server_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::Usage(format!("cannot start the MCP server {program:?}: {e}")))?;
+    let server_in = child
+        .stdin
+        .take()
+        .ok_or_else(|| Failure::Usage("the server has no stdin".into()))?;
+    let server_out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Failure::Usage("the server has no stdout".into()))?;
+
+    let session = args.identity.session.clone().unwrap_or_else(|| {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("gw-{}-{}", std::process::id(), started.as_millis())
+    });
+    let mut relay = Relay::builder(Engine::new(policy))
+        .session(session)
+        .max_message(args.max_message)
+        .request_timeout(Duration::from_secs(args.request_timeout.max(1)));
+    if let Some(grant) = &args.identity.grant {
+        relay = relay.grant(grant.clone());
+    }
+    if let Some(agent) = &args.identity.agent {
+        relay = relay.agent(agent.clone());
+    }
+    let gateway = Arc::new(Gateway {
+        relay: relay.build(),
+        policy_path: args.policy,
+        reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
+        client: Mutex::new(std::io::stdout()),
+        server: Mutex::new(Some(server_in)),
+    });
+    for task in [
+        Gateway::watch_policy,
+        Gateway::expire_requests,
+        Gateway::relay_client,
+    ] {
+        let gateway = Arc::clone(&gateway);
+        std::thread::spawn(move || task(&gateway));
+    }
+    gateway.relay_server(server_out);
+    let status = child
+        .wait()
+        .map_err(|e| Failure::Usage(format!("waiting for the server: {e}")))?;
+    eprintln!("mcp-policy gateway: the MCP server exited ({status}); stopping");
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+struct Gateway {
+    relay: Relay,
+    policy_path: PathBuf,
+    reload_interval: Duration,
+    client: Mutex<std::io::Stdout>,
+    server: Mutex<Option<ChildStdin>>,
+}
+
+impl Gateway {
+    /// Client → relay, line by line, until the client closes its side.
+    fn relay_client(&self) {
+        let stdin = std::io::stdin();
+        let mut lines = LineReader::new(stdin.lock(), self.relay.max_message());
+        loop {
+            let output = match lines.next_line() {
+                Ok(Some(Line::Message(bytes))) => self.relay.from_client(&bytes),
+                Ok(Some(Line::TooLong { size })) => self.relay.client_message_too_large(size),
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("mcp-policy gateway: reading from the client: {e}");
+                    break;
+                }
+            };
+            self.write(output);
+        }
+        // The client is gone: closing the server's stdin asks it to finish.
+        if let Ok(mut server) = self.server.lock() {
+            server.take();
+        }
+    }
+
+    /// Server → relay, line by line, until the server closes its side.
+    fn relay_server(&self, server: impl std::io::Read) {
+        let mut lines = LineReader::new(BufReader::new(server), self.relay.max_message());
+        loop {
+            let output = match lines.next_line() {
+                Ok(Some(Line::Message(bytes))) => self.relay.from_server(&bytes),
+                Ok(Some(Line::TooLong { size })) => self.relay.server_message_too_large(size),
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("mcp-policy gateway: reading from the server: {e}");
+                    break;
+                }
+            };
+            self.write(output);
+        }
+        self.write(self.relay.server_closed());
+    }
+
+    /// Answers requests the server left waiting too long.
+    fn expire_requests(&self) {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            self.write(self.relay.expire());
+        }
+    }
+
+    /// Reloads the policy file whenever its modification time changes.
+    fn watch_policy(&self) {
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut seen: Option<SystemTime> = modified(&self.policy_path);
+        loop {
+            std::thread::sleep(self.reload_interval);
+            let now = modified(&self.policy_path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match load_policy(&self.policy_path) {
+                Ok(policy) => {
+                    self.relay.engine().reload(policy);
+                    eprintln!("mcp-policy gateway: reloaded {}", self.policy_path.display());
+                }
+                Err(Failure::Usage(e) | Failure::Checked(e)) => {
+                    eprintln!("mcp-policy gateway: keeping the previous policy: {e}")
+                }
+            }
+        }
+    }
+
+    fn write(&self, output: Output) {
+        for note in &output.notes {
+            eprintln!("mcp-policy gateway: {note}");
+        }
+        if !output.to_server.is_empty() {
+            if let Ok(mut server) = self.server.lock() {
+                let failed = server.as_mut().is_some_and(|stdin| {
+                    output
+                        .to_server
+                        .iter()
+                        .try_for_each(|line| writeln!(stdin, "{line}"))
+                        .and_then(|()| stdin.flush())
+                        .is_err()
+                });
+                // The server stopped reading; its exit ends the gateway.
+                if failed {
+                    server.take();
+                }
+            }
+        }
+        if !output.to_client.is_empty() {
+            if let Ok(mut client) = self.client.lock() {
+                let _ = output
+                    .to_client
+                    .iter()
+                    .try_for_each(|line| writeln!(client, "{line}"))
+                    .and_then(|()| client.flush());
+            }
+        }
+    }
+}
+

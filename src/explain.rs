@@ -79,8 +79,10 @@ pub struct LimitCheck {
     pub window_s: u64,
     /// Units admitted per window.
     pub max: u64,
-    /// Units this call uses, or why its cost cannot be read.
-    pub cost: Result<u64, String>,
+    /// Units this call uses; `None` when its cost argument cannot be used.
+    pub cost: Option<u64>,
+    /// Why the cost argument cannot be used, when it cannot.
+    pub cost_error: Option<String>,
 }
 
 impl Engine {
@@ -118,22 +120,26 @@ impl Engine {
             ] {
                 conditions.extend(items.iter().map(|c| check(section, list, c, call.args())));
             }
-            limits.extend(Rule::all_limits(body).map(|limit| LimitCheck {
-                section,
-                counter: limit.counter.name().to_owned(),
-                scope: limit.counter.scope().as_str(),
-                scope_id: call.scope_id(limit.counter.scope()).map(str::to_owned),
-                window_s: limit.counter.window_secs(),
-                max: limit.max,
-                cost: match &limit.cost {
+            limits.extend(Rule::all_limits(body).map(|limit| {
+                let cost = match &limit.cost {
                     Cost::Fixed(units) => Ok(*units),
                     Cost::Argument(path) => match path.resolve(call.args()) {
-                        Some(value) => value
-                            .as_u64()
-                            .ok_or_else(|| format!("{} is {value}, not a non-negative integer", path.as_str())),
+                        Some(value) => value.as_u64().ok_or_else(|| {
+                            format!("{} is {value}, not a non-negative integer", path.as_str())
+                        }),
                         None => Err(format!("{} is missing", path.as_str())),
                     },
-                },
+                };
+                LimitCheck {
+                    section,
+                    counter: limit.counter.name().to_owned(),
+                    scope: limit.counter.scope().as_str(),
+                    scope_id: call.scope_id(limit.counter.scope()).map(str::to_owned),
+                    window_s: limit.counter.window_secs(),
+                    max: limit.max,
+                    cost: cost.as_ref().ok().copied(),
+                    cost_error: cost.err(),
+                }
             }));
         }
         Explanation {
@@ -175,7 +181,11 @@ impl fmt::Display for Explanation {
         writeln!(
             f,
             "hidden:    {}",
-            if self.hidden { "yes (matched by \"hide\")" } else { "no" }
+            if self.hidden {
+                "yes (matched by \"hide\")"
+            } else {
+                "no"
+            }
         )?;
         match &self.rule {
             Some(rule) if rule.kind == "exact" => {
@@ -211,9 +221,12 @@ impl fmt::Display for Explanation {
                 || format!("no {} id: denies", l.scope),
                 |id| format!("{} \"{id}\"", l.scope),
             );
-            let cost = match &l.cost {
-                Ok(units) => format!("cost {units}"),
-                Err(why) => format!("cost unusable ({why}): denies"),
+            let cost = match (&l.cost, &l.cost_error) {
+                (Some(units), _) => format!("cost {units}"),
+                (None, why) => format!(
+                    "cost unusable ({}): denies",
+                    why.as_deref().unwrap_or_default()
+                ),
             };
             writeln!(
                 f,

@@ -74,7 +74,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Failure> {
                     }
                 }
                 for warning in &report.warnings {
-                    let message = warning["message"].as_str().unwrap_or_default();
+                    let message = warning
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     println!("{}: warning: {message}", report.file);
                 }
                 if report.error.is_none() {
@@ -111,8 +114,13 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
     let mut warnings = Vec::new();
     // A counter one call charges twice: a rule's limit and an all_tools limit naming it.
     let json = policy.to_json_value();
-    let all_tools: BTreeSet<&str> = counters(&json["all_tools"]).collect();
-    if let Some(rules) = json["tools"].as_object() {
+    let all_tools: BTreeSet<&str> = json
+        .get("all_tools")
+        .map(counters)
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(rules) = json.get("tools").and_then(Value::as_object) {
         for (key, rule) in rules {
             for counter in counters(rule).filter(|c| all_tools.contains(c)) {
                 warnings.push(json!({"kind": "counter_charged_twice", "rule": key,
@@ -130,7 +138,10 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
         return warnings;
     };
     let names: Vec<&str> = tools.iter().map(tool_name).collect();
-    let used: BTreeSet<&str> = names.iter().filter_map(|name| policy.rule_for(name)).collect();
+    let used: BTreeSet<&str> = names
+        .iter()
+        .filter_map(|name| policy.rule_for(name))
+        .collect();
     for key in policy.rule_keys().filter(|key| !used.contains(key)) {
         if policy.is_hidden(key) {
             continue;
@@ -158,9 +169,9 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
 
 /// The counter names of a rule's (or all_tools') limits in policy JSON.
 fn counters(rule: &Value) -> impl Iterator<Item = &str> {
-    rule["limits"]
-        .as_array()
+    rule.get("limits")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|limit| limit["counter"].as_str())
+        .filter_map(|limit| limit.get("counter").and_then(Value::as_str))
 }

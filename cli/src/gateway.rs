@@ -178,7 +178,10 @@ impl Gateway {
             match load_policy(&self.policy_path) {
                 Ok(policy) => {
                     self.relay.engine().reload(policy);
-                    eprintln!("mcp-policy gateway: reloaded {}", self.policy_path.display());
+                    eprintln!(
+                        "mcp-policy gateway: reloaded {}",
+                        self.policy_path.display()
+                    );
                 }
                 Err(Failure::Usage(e) | Failure::Checked(e)) => {
                     eprintln!("mcp-policy gateway: keeping the previous policy: {e}")
@@ -218,4 +221,3 @@ impl Gateway {
         }
     }
 }
-

@@ -33,7 +33,10 @@ pub fn run(args: &PinArgs) -> Result<ExitCode, Failure> {
     let mut pins = Map::new();
     for tool in &tools {
         let digest = digest(tool).map_err(Failure::Usage)?;
-        if pins.insert(tool_name(tool).to_owned(), digest.into()).is_some() {
+        if pins
+            .insert(tool_name(tool).to_owned(), digest.into())
+            .is_some()
+        {
             return Err(Failure::Usage(format!(
                 "{}: tool \"{}\" is listed twice",
                 args.tools.display(),

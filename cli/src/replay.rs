@@ -96,9 +96,8 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(line).map_err(|e| {
-            Failure::Usage(format!("{}:{}: {e}", args.log.display(), i + 1))
-        })?;
+        let record: Record = serde_json::from_str(line)
+            .map_err(|e| Failure::Usage(format!("{}:{}: {e}", args.log.display(), i + 1)))?;
         let decision = first.decide(&record);
         let line_no = i + 1;
         match &mut second {

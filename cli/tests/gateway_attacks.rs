@@ -264,7 +264,10 @@ fn help_exits_zero_and_a_missing_grant_is_reported_at_start() {
 
 #[test]
 fn the_shipped_policy_asks_approval_for_closing_a_ticket_in_any_spelling() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/whmcs.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/whmcs.json"
+    );
     let policy: mcp_policy::Policy = std::fs::read_to_string(path).unwrap().parse().unwrap();
     let engine = mcp_policy::Engine::new(policy);
     for status in ["Closed", "closed", "CLOSED", " closed "] {

@@ -34,7 +34,13 @@ pub fn whmcs_server() -> PathBuf {
             let release = binary().components().any(|c| c.as_os_str() == "release");
             let mut cargo = Command::new(env!("CARGO"));
             cargo
-                .args(["build", "--quiet", "--example", "whmcs_server", "--manifest-path"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--example",
+                    "whmcs_server",
+                    "--manifest-path",
+                ])
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
             if release {
                 cargo.arg("--release");

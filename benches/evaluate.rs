@@ -1,6 +1,6 @@
 //! The hot path: `Engine::evaluate` per scenario, beside a bare `governor` keyed limiter.
 //!
-//! Run with `cargo bench --bench evaluate`; BENCHMARKS.md records the results.
+//! Run with `cargo bench -p mcp-policy-benches --bench evaluate`; BENCHMARKS.md records the results.
 
 #![allow(
     missing_docs,

@@ -1,6 +1,6 @@
 //! `evaluate` with `RedisStore` over loopback: starts its own `redis-server`.
 //!
-//! Run with `cargo bench --features redis --bench redis`.
+//! Run with `cargo bench -p mcp-policy-benches --features redis --bench redis`.
 
 #![allow(
     missing_docs,

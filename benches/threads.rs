@@ -1,6 +1,6 @@
 //! Throughput of one shared engine from one thread and from two, on distinct sessions.
 //!
-//! Run with `cargo bench --bench threads`. Prints calls per second for each thread count
+//! Run with `cargo bench -p mcp-policy-benches --bench threads`. Prints calls per second for each thread count
 //! and the ratio of two threads to one (the target is at least 1.7 on two cores).
 
 #![allow(

@@ -64,7 +64,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Failure> {
                            "warnings": r.warnings})
                 })
                 .collect();
-            println!("{}", json!({"ok": !failed, "files": files}));
+            outln!("{}", json!({"ok": !failed, "files": files}));
         }
         Format::Text => {
             for report in &reports {
@@ -78,10 +78,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Failure> {
                         .get("message")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    println!("{}: warning: {message}", report.file);
+                    outln!("{}: warning: {message}", report.file);
                 }
                 if report.error.is_none() {
-                    println!(
+                    outln!(
                         "{}: ok ({} warning{})",
                         report.file,
                         report.warnings.len(),

@@ -44,8 +44,8 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let call = call(&args.tool, arguments.as_ref(), &args.identity).approved(args.approved);
     let explanation = engine.explain(&call);
     match args.format {
-        Format::Text => println!("{explanation}"),
-        Format::Json => println!(
+        Format::Text => outln!("{explanation}"),
+        Format::Json => outln!(
             "{}",
             serde_json::to_string(&explanation).unwrap_or_default()
         ),

@@ -4,6 +4,27 @@
 //! Exit status: 0 on success, 1 when what was checked fails (a policy error, a failing
 //! test, differing decisions), 2 on usage errors. Errors go to stderr.
 
+/// Prints a line on stdout like `println!`, but a reader that went away (`| head`) ends
+/// the command quietly, with the shell's status for SIGPIPE, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to stdout; see [`outln!`].
+fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(141);
+    }
+}
+
 mod check;
 mod explain;
 mod files;

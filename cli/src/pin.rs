@@ -45,7 +45,7 @@ pub fn run(args: &PinArgs) -> Result<ExitCode, Failure> {
         }
     }
     let pretty = serde_json::to_string_pretty(&Value::Object(pins)).unwrap_or_default();
-    println!("{pretty}");
+    outln!("{pretty}");
     Ok(ExitCode::SUCCESS)
 }
 

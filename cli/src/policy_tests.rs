@@ -103,7 +103,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, Failure> {
         let (policy, tests) = match load(file) {
             Ok(loaded) => loaded,
             Err(message) => {
-                println!("FAIL  {}: {message}", file.display());
+                outln!("FAIL  {}: {message}", file.display());
                 failed += 1;
                 continue;
             }
@@ -111,17 +111,17 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, Failure> {
         for test in &tests {
             match run_test(&policy, test) {
                 Ok(()) => {
-                    println!("ok    {}: {}", file.display(), test.name);
+                    outln!("ok    {}: {}", file.display(), test.name);
                     passed += 1;
                 }
                 Err(why) => {
-                    println!("FAIL  {}: {}: {why}", file.display(), test.name);
+                    outln!("FAIL  {}: {}: {why}", file.display(), test.name);
                     failed += 1;
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

@@ -102,8 +102,8 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
         let line_no = i + 1;
         match &mut second {
             None => match args.format {
-                Format::Text => println!("{line_no}: {decision}"),
-                Format::Json => println!(
+                Format::Text => outln!("{line_no}: {decision}"),
+                Format::Json => outln!(
                     "{}",
                     json!({"line": line_no, "tool": record.tool, "decision": decision})
                 ),
@@ -114,9 +114,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
                     differ += 1;
                     match args.format {
                         Format::Text => {
-                            println!("{line_no}: {}: {decision}  =>  {against}", record.tool)
+                            outln!("{line_no}: {}: {decision}  =>  {against}", record.tool)
                         }
-                        Format::Json => println!(
+                        Format::Json => outln!(
                             "{}",
                             json!({"line": line_no, "tool": record.tool,
                                    "policy": decision, "against": against})
@@ -128,7 +128,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
     }
     if second.is_some() {
         if args.format == Format::Text {
-            println!("{differ} call(s) decided differently");
+            outln!("{differ} call(s) decided differently");
         }
         if differ > 0 {
             return Ok(ExitCode::from(1));

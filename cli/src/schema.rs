@@ -8,6 +8,6 @@ use std::process::ExitCode;
 pub const POLICY_SCHEMA: &str = include_str!("../policy.schema.json");
 
 pub fn run() -> Result<ExitCode, Failure> {
-    print!("{POLICY_SCHEMA}");
+    crate::write_stdout(format_args!("{POLICY_SCHEMA}"));
     Ok(ExitCode::SUCCESS)
 }

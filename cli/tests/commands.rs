@@ -560,3 +560,20 @@ fn pin_prints_a_digest_per_tool_over_its_canonical_definition() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("listed twice"), "{}", run.stderr);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-policy"))
+        .args(["test", "examples/policies/whmcs.test.json"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the pipe before reading anything, as `| head -0` would.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141));
+}

@@ -30,6 +30,7 @@ pub struct ToolCall<'a> {
     session: Option<&'a str>,
     arguments: Option<&'a Value>,
     approved: bool,
+    approval: Option<&'a str>,
 }
 
 impl<'a> ToolCall<'a> {
@@ -42,6 +43,7 @@ impl<'a> ToolCall<'a> {
             session: None,
             arguments: None,
             approved: false,
+            approval: None,
         }
     }
 
@@ -76,6 +78,25 @@ impl<'a> ToolCall<'a> {
         self
     }
 
+    /// Marks the call approved by the approval `id` (such as the nonce of a sealed
+    /// approval), which an `Allow` then names for the audit log.
+    ///
+    /// ```
+    /// use mcp_policy::{Decision, Engine, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"t": {"action": "require_approval"}}}"#
+    ///     .parse()?;
+    /// let engine = Engine::new(policy);
+    /// let decision = engine.evaluate(&ToolCall::new("t").approval("a1b2"));
+    /// assert!(matches!(&decision, Decision::Allow { approval: Some(id), .. } if id == "a1b2"));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn approval(mut self, id: &'a str) -> ToolCall<'a> {
+        self.approved = true;
+        self.approval = Some(id);
+        self
+    }
+
     /// The tool's name.
     pub fn name(&self) -> &'a str {
         self.name
@@ -104,6 +125,11 @@ impl<'a> ToolCall<'a> {
     /// Whether a person approved the call.
     pub fn is_approved(&self) -> bool {
         self.approved
+    }
+
+    /// The approval that approved the call, if one was named.
+    pub fn approval_id(&self) -> Option<&'a str> {
+        self.approval
     }
 
     /// The id that keys a counter of `scope`: `""` for [`Scope::Global`], `None` when the

@@ -45,6 +45,10 @@ pub enum Decision {
         rule: Option<RuleKey>,
         /// What the call's limits recorded.
         usage: Usage,
+        /// The approval that approved the call ([`ToolCall::approval`]), if one was named.
+        ///
+        /// [`ToolCall::approval`]: crate::ToolCall::approval
+        approval: Option<String>,
     },
     /// Refuse the call.
     Deny {
@@ -83,6 +87,18 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// A denial made outside the policy's steps (by a gateway: a declined or invalid
+    /// approval, a store that failed to record one).
+    pub(crate) fn refused(call: &crate::ToolCall<'_>, code: DenyCode, reason: String) -> Decision {
+        Decision::Deny {
+            tool: ToolName::new(call.name()),
+            rule: None,
+            code,
+            reason: Reason::composed(reason),
+            limit: None,
+        }
+    }
+
     /// Whether the call may go ahead.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow { .. })
@@ -184,7 +200,12 @@ impl Serialize for Decision {
                 map.serialize_entry("reason", reason)?;
             }
             Decision::Limit { .. } => map.serialize_entry("reason", &self.to_string())?,
-            Decision::Allow { usage, .. } => map.serialize_entry("charged", usage)?,
+            Decision::Allow {
+                usage, approval, ..
+            } => {
+                map.serialize_entry("charged", usage)?;
+                map.serialize_entry("approval", approval)?;
+            }
         }
         if let Some(limit) = self.limit() {
             map.serialize_entry("limit", limit)?;
@@ -202,6 +223,7 @@ impl Serialize for Decision {
 /// Why a call was denied, as a stable code for programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DenyCode {
     /// The tool is listed in `hide`, or its name is longer than 512 bytes.
     Hidden,
@@ -221,6 +243,10 @@ pub enum DenyCode {
     CostExceedsMax,
     /// The counter store failed and the engine fails closed.
     StoreFailed,
+    /// A person declined to approve the call, or did not answer in time.
+    ApprovalDeclined,
+    /// The approval the call carried is forged, expired, used before, or for another call.
+    ApprovalInvalid,
 }
 
 impl DenyCode {
@@ -236,6 +262,8 @@ impl DenyCode {
             DenyCode::InvalidCost => "invalid_cost",
             DenyCode::CostExceedsMax => "cost_exceeds_max",
             DenyCode::StoreFailed => "store_failed",
+            DenyCode::ApprovalDeclined => "approval_declined",
+            DenyCode::ApprovalInvalid => "approval_invalid",
         }
     }
 }

@@ -7,13 +7,16 @@ use crate::decision::{
 };
 use crate::inline_vec::InlineVec;
 use crate::policy::Refund;
-use crate::policy::{Action, Condition, Cost, Limit, Outcome, Policy, Rule, MAX_NAME_BYTES};
+use crate::policy::{
+    Action, Condition, Cost, Counter, Limit, Outcome, Policy, Rule, Scope, MAX_NAME_BYTES,
+};
 use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use compact_str::CompactString;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Limits per call checked without allocating.
 const INLINE_LIMITS: usize = 4;
@@ -232,6 +235,39 @@ impl Engine {
         Ok(true)
     }
 
+    /// Records `token` as used, once within `within`, in the engine's store: `true` the
+    /// first time, `false` after. Replicas that share a store (Redis) see each other's
+    /// uses. Gateways use it to accept each approval once.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy};
+    /// use std::time::Duration;
+    ///
+    /// let engine = Engine::new(r#"{"version": "1"}"#.parse::<Policy>()?);
+    /// assert!(engine.use_once("nonce-1", Duration::from_secs(600))?);
+    /// assert!(!engine.use_once("nonce-1", Duration::from_secs(600))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The store's error; the token then counts as not usable (fail closed).
+    pub fn use_once(&self, token: &str, within: Duration) -> Result<bool, StoreError> {
+        let secs = within.as_secs().saturating_add(1);
+        let counter = Counter::new("mcp-policy:used-once", secs, Scope::Global);
+        let request = [LimitRequest {
+            key: CounterKey {
+                counter: &counter,
+                scope_id: token,
+            },
+            max: 1,
+            cost: 1,
+        }];
+        match self.store.acquire(self.clock.now(), &request)? {
+            Admission::Admitted { .. } => Ok(true),
+            Admission::Refused { .. } => Ok(false),
+        }
+    }
+
     /// Replaces the policy. Counts survive for every counter whose name, window and scope
     /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
     /// never a mix.
@@ -345,6 +381,7 @@ impl Engine {
                 tool: ToolName::new(tool),
                 rule: rule.map(|r| r.key_for()),
                 usage: Usage::none(),
+                approval: call.approval_id().map(str::to_owned),
             };
         }
         let limits = rule
@@ -369,6 +406,7 @@ impl Engine {
                 tool,
                 rule: rule_key,
                 usage: Usage::none(),
+                approval: call.approval_id().map(str::to_owned),
             };
         };
         let filler = LimitRequest {
@@ -510,6 +548,7 @@ impl Engine {
                     tool,
                     rule: rule_key,
                     usage: Usage::recorded(at, charges, self.id),
+                    approval: call.approval_id().map(str::to_owned),
                 };
             }
             Ok(Admission::Refused { limit, retry_after }) => match refused(limit, retry_after) {
@@ -526,6 +565,7 @@ impl Engine {
                 tool,
                 rule: rule_key,
                 usage: Usage::none(),
+                approval: call.approval_id().map(str::to_owned),
             };
         }
         Decision::Deny {

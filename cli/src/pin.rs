@@ -7,18 +7,9 @@
 use crate::files::{listed_tools, tool_name};
 use crate::{Failure, FilePath};
 use clap::Args;
+use mcp_policy::mcp::tool_digest;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::process::ExitCode;
-
-/// The fields of a tool definition that a pin covers.
-const PINNED_FIELDS: [&str; 5] = [
-    "name",
-    "description",
-    "inputSchema",
-    "outputSchema",
-    "annotations",
-];
 
 /// `pin` flags.
 #[derive(Args)]
@@ -32,9 +23,8 @@ pub fn run(args: &PinArgs) -> Result<ExitCode, Failure> {
     let tools = listed_tools(&args.tools)?;
     let mut pins = Map::new();
     for tool in &tools {
-        let digest = digest(tool).map_err(Failure::Usage)?;
         if pins
-            .insert(tool_name(tool).to_owned(), digest.into())
+            .insert(tool_name(tool).to_owned(), tool_digest(tool).into())
             .is_some()
         {
             return Err(Failure::Usage(format!(
@@ -47,17 +37,4 @@ pub fn run(args: &PinArgs) -> Result<ExitCode, Failure> {
     let pretty = serde_json::to_string_pretty(&Value::Object(pins)).unwrap_or_default();
     outln!("{pretty}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `sha256:<64 hex>` of a tool definition.
-pub fn digest(tool: &Value) -> Result<String, String> {
-    let kept: Map<String, Value> = PINNED_FIELDS
-        .iter()
-        .filter_map(|field| Some(((*field).to_owned(), tool.get(*field)?.clone())))
-        .collect();
-    let canonical = serde_json_canonicalizer::to_vec(&Value::Object(kept))
-        .map_err(|e| format!("cannot canonicalize {}: {e}", tool_name(tool)))?;
-    let hash = Sha256::digest(&canonical);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("sha256:{hex}"))
 }

@@ -30,7 +30,9 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC's "Parse error" code, for a line that is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 
+mod approval;
 mod call;
+mod digest;
 mod lines;
 mod message;
 mod relay;
@@ -38,10 +40,15 @@ mod response;
 mod revision;
 mod tools_list;
 
+pub use approval::{
+    approval_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey,
+    ApprovalKeyError, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
+};
 pub use call::{tool_call, McpError};
+pub use digest::{arguments_sha256, canonical_sha256, tool_digest};
 pub use lines::{Line, LineReader};
 pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
-pub use relay::{Output, Relay, RelayBuilder, GATEWAY_ERROR};
+pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};
 pub use response::{error_response, refusal};
 pub use revision::{Revision, PROTOCOL_VERSION_META};
 pub use tools_list::filter_tools_list;

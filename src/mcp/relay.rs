@@ -1,11 +1,13 @@
 //! [`Relay`]: the transport-neutral core of a gateway, which relays only what it evaluated.
 
 use super::{
-    error_response, filter_tools_list, parse_message, refusal, tool_call, MessageError, Revision,
-    DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST,
+    approval_request, arguments_sha256, error_response, filter_tools_list, parse_message, refusal,
+    tool_call, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, MessageError, Revision,
+    APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST, STATE_PREFIX,
 };
+use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::decision::Decision;
+use crate::decision::{Decision, DenyCode};
 use crate::engine::Engine;
 use crate::json::fold_case;
 use crate::policy::{Outcome, Policy};
@@ -18,6 +20,9 @@ use std::time::Duration;
 /// JSON-RPC error code (implementation-defined range) for a request the gateway could
 /// not get answered: too many in flight, the server gone, or no answer in time.
 pub const GATEWAY_ERROR: i64 = -32000;
+
+/// The `_meta` key in which MCP 2026-07-28 requests carry the client's capabilities.
+const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// Methods the relay reads, so a case variant of one is refused rather than relayed.
 const INTERPRETED_METHODS: &[&str] = &["tools/call", "tools/list", "initialize"];
@@ -83,6 +88,7 @@ pub struct Relay {
     max_pending: usize,
     request_timeout: Duration,
     clock: Arc<dyn Clock>,
+    approvals: Option<Approvals>,
     state: Mutex<State>,
     /// The policy's argument names by folded case, rebuilt when the policy changes.
     argument_names: Mutex<Option<(Arc<Policy>, Arc<ArgumentNames>)>>,
@@ -151,6 +157,26 @@ impl RelayBuilder {
         self
     }
 
+    /// Asks a person, through the MCP client, to approve calls the policy holds for
+    /// approval, instead of refusing them (off by default).
+    ///
+    /// On MCP 2026-07-28, when the request's client capabilities include elicitation, the
+    /// call is answered with an `InputRequiredResult` holding an `elicitation/create` form
+    /// (one boolean, `approve`) and a sealed `requestState`; the client asks its user and
+    /// retries the call with the answer and the state. On older revisions, when the
+    /// client declared elicitation in `initialize`, the relay sends it an
+    /// `elicitation/create` request and holds the call until the answer. Either way the
+    /// call is forwarded only after an explicit approval, evaluated again as approved
+    /// (limits still apply), and each approval works once (recorded in the engine's
+    /// store, so replicas sharing Redis and the key accept it once). A decline, a cancel
+    /// or no answer in time is refused as `approval_declined`; a forged, expired, reused
+    /// or mismatched state as `approval_invalid`. Clients that cannot elicit get the
+    /// `approval_required` refusal, which says so.
+    pub fn approvals(mut self, approvals: Approvals) -> RelayBuilder {
+        self.relay.approvals = Some(approvals);
+        self
+    }
+
     /// The clock for request timeouts (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock + 'static) -> RelayBuilder {
         self.relay.clock = Arc::new(clock);
@@ -186,6 +212,54 @@ struct State {
     /// The revision the server chose in `initialize`, for requests that name none.
     negotiated: Option<Revision>,
     server_gone: bool,
+    /// Whether the client declared the elicitation capability in `initialize`.
+    client_elicits: bool,
+    /// Calls waiting for a person's answer (older revisions), by the id of the
+    /// `elicitation/create` request as JSON text.
+    asking: HashMap<String, Asking>,
+}
+
+/// A call held while its approval request waits for the client's answer.
+struct Asking {
+    /// The `tools/call` request, as the client sent it (rebuilt).
+    request: Value,
+    client_id: Value,
+    revision: Revision,
+    deadline: Timestamp,
+}
+
+/// How a [`Relay`] asks a person to approve calls the policy holds for approval: through
+/// the MCP client, with an elicitation (see [`RelayBuilder::approvals`]).
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    key: ApprovalKey,
+    ttl: Duration,
+    timeout: Duration,
+}
+
+impl Approvals {
+    /// Approvals sealed with `key`; they expire after 600 s, and a person has 300 s to
+    /// answer a request on revisions before 2026-07-28.
+    pub fn new(key: ApprovalKey) -> Approvals {
+        Approvals {
+            key,
+            ttl: Duration::from_secs(600),
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// How long a sealed approval stays usable (default 600 s).
+    pub fn ttl(mut self, ttl: Duration) -> Approvals {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a call waits for a person's answer on revisions before 2026-07-28; no
+    /// answer counts as a decline (default 300 s).
+    pub fn timeout(mut self, timeout: Duration) -> Approvals {
+        self.timeout = timeout;
+        self
+    }
 }
 
 struct Pending {
@@ -196,7 +270,8 @@ struct Pending {
 }
 
 enum Kind {
-    Call(Decision),
+    /// Boxed: a decision is large, and most requests are not calls.
+    Call(Box<Decision>),
     ToolsList,
     Initialize,
     Other,
@@ -215,6 +290,7 @@ impl Relay {
                 max_pending: 1024,
                 request_timeout: Duration::from_secs(600),
                 clock: Arc::new(SystemClock::new()),
+                approvals: None,
                 state: Mutex::new(State {
                     next_id: 1,
                     ..State::default()
@@ -305,6 +381,28 @@ impl Relay {
                 );
                 self.settle(&pending, Outcome::Unknown, &mut out);
                 client_error(&mut out, &pending.client_id, GATEWAY_ERROR, &message);
+            }
+        }
+        let unanswered: Vec<String> = state
+            .asking
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for key in unanswered {
+            if let Some(asking) = state.asking.remove(&key) {
+                let tool = asking
+                    .request
+                    .pointer("/params/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let denial = Decision::refused(
+                    &ToolCall::new(tool),
+                    DenyCode::ApprovalDeclined,
+                    "no person answered the approval request in time".into(),
+                );
+                out.notes.push(denial.to_string());
+                self.refuse(&asking.client_id, &denial, asking.revision, &mut out);
             }
         }
         let before = state.server_requests.len();
@@ -408,22 +506,29 @@ impl Relay {
         }
         let revision = self.revision_of(&request);
         let kind = match method.as_str() {
-            "tools/call" => match self.evaluate(&request, &id, revision, out) {
-                Some(decision) => Kind::Call(decision),
+            "tools/call" => match self.evaluate(&mut request, &id, revision, out) {
+                Some(decision) => Kind::Call(Box::new(decision)),
                 None => return,
             },
             "tools/list" => Kind::ToolsList,
-            "initialize" => Kind::Initialize,
+            "initialize" => {
+                let elicits = request
+                    .pointer("/params/capabilities/elicitation")
+                    .is_some();
+                self.state.lock().client_elicits = elicits;
+                Kind::Initialize
+            }
             _ => Kind::Other,
         };
         self.forward(request, id, kind, revision, out);
     }
 
     /// Evaluates a `tools/call` request; answers it here and returns `None` unless the
-    /// policy allows it.
+    /// policy allows it. A retry carrying this relay's sealed approval has the approval
+    /// checked and removed from `request` before it is forwarded.
     fn evaluate(
         &self,
-        request: &Value,
+        request: &mut Value,
         id: &Value,
         revision: Revision,
         out: &mut Output,
@@ -445,6 +550,44 @@ impl Relay {
                 return None;
             }
         }
+        let retry = self.take_approval(request);
+        let can_elicit = revision.requires_result_type()
+            && request
+                .pointer("/params/_meta")
+                .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META))
+                .and_then(|caps| caps.get("elicitation"))
+                .is_some();
+        let call = self.checked_call(request, id, out)?;
+        if let Some((state, answer)) = retry {
+            return self.approved_retry(&call, &state, answer.as_ref(), id, revision, out);
+        }
+        let decision = self.engine.evaluate(&call);
+        out.notes.push(decision.to_string());
+        if decision.is_allowed() {
+            return Some(decision);
+        }
+        if let (Decision::RequireApproval { reason, .. }, Some(approvals)) =
+            (&decision, &self.approvals)
+        {
+            if can_elicit {
+                return self.ask_in_result(approvals, &call, reason, id, out);
+            }
+            if !revision.requires_result_type() && self.state.lock().client_elicits {
+                return self.ask_by_request(approvals, &call, reason, request, id, revision, out);
+            }
+        }
+        self.refuse(id, &decision, revision, out);
+        None
+    }
+
+    /// The call a `tools/call` request makes, with the relay's identity; `None` after
+    /// answering a request that is malformed, or that arrives once the server is gone.
+    fn checked_call<'r>(
+        &'r self,
+        request: &'r Value,
+        id: &Value,
+        out: &mut Output,
+    ) -> Option<ToolCall<'r>> {
         let call = match tool_call(request) {
             Ok(call) => call,
             Err(e) => {
@@ -479,15 +622,239 @@ impl Relay {
         if let Some(session) = &self.session {
             call = call.session(session);
         }
-        let decision = self.engine.evaluate(&call);
-        out.notes.push(decision.to_string());
-        match refusal(id, &decision, revision) {
-            Some(answer) => {
-                out.to_client.push(answer.to_string());
-                None
+        Some(call)
+    }
+
+    /// Answers a refused call with its refusal.
+    fn refuse(&self, id: &Value, decision: &Decision, revision: Revision, out: &mut Output) {
+        if let Some(mut answer) = refusal(id, decision, revision) {
+            let cannot_ask =
+                self.approvals.is_some() && matches!(decision, Decision::RequireApproval { .. });
+            if let (true, Some(Value::String(text))) =
+                (cannot_ask, answer.pointer_mut("/result/content/0/text"))
+            {
+                text.push_str(
+                    " This client cannot show approval requests (it declared no elicitation \
+                     capability), so the call cannot be approved from here.",
+                );
             }
-            None => Some(decision),
+            out.to_client.push(answer.to_string());
         }
+    }
+
+    /// Removes this relay's sealed approval, and the answer to it, from a retried call.
+    fn take_approval(&self, request: &mut Value) -> Option<(String, Option<Value>)> {
+        self.approvals.as_ref()?;
+        let params = request.get_mut("params")?.as_object_mut()?;
+        let ours = params
+            .get("requestState")
+            .and_then(Value::as_str)
+            .is_some_and(|state| state.starts_with(STATE_PREFIX));
+        if !ours {
+            // Absent, or the upstream server's: relayed untouched.
+            return None;
+        }
+        let state = params.remove("requestState")?.as_str()?.to_owned();
+        let answer = params
+            .remove("inputResponses")
+            .and_then(|mut responses| responses.get_mut(APPROVAL_INPUT).map(Value::take));
+        Some((state, answer))
+    }
+
+    fn binding(&self, call: &ToolCall<'_>) -> ApprovalBinding {
+        ApprovalBinding {
+            tool: call.name().to_owned(),
+            args: arguments_sha256(call.args()),
+            grant: self.grant.clone(),
+            agent: self.agent.clone(),
+            session: self.session.clone(),
+            rule: self
+                .engine
+                .policy()
+                .rule_for(call.name())
+                .map(str::to_owned),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now().as_nanos() / 1_000_000
+    }
+
+    /// MCP 2026-07-28: answers with an `InputRequiredResult` asking for approval, with a
+    /// sealed state the client's retry must carry.
+    fn ask_in_result(
+        &self,
+        approvals: &Approvals,
+        call: &ToolCall<'_>,
+        reason: &str,
+        id: &Value,
+        out: &mut Output,
+    ) -> Option<Decision> {
+        let ttl = u64::try_from(approvals.ttl.as_millis()).unwrap_or(u64::MAX);
+        match approvals.key.seal(&self.binding(call), self.now_ms(), ttl) {
+            Ok(state) => {
+                let params = approval_request(call.name(), reason, call.args());
+                let result = json!({
+                    "resultType": "input_required",
+                    "inputRequests": {APPROVAL_INPUT: {"method": "elicitation/create", "params": params}},
+                    "requestState": state,
+                });
+                out.notes
+                    .push(format!("{}: asked the client for approval", call.name()));
+                out.to_client
+                    .push(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string());
+            }
+            Err(e) => client_error(out, id, GATEWAY_ERROR, &e.to_string()),
+        }
+        None
+    }
+
+    /// Older revisions: sends the client an `elicitation/create` request and holds the
+    /// call until the answer (or the approval timeout).
+    #[allow(clippy::too_many_arguments)]
+    fn ask_by_request(
+        &self,
+        approvals: &Approvals,
+        call: &ToolCall<'_>,
+        reason: &str,
+        request: &Value,
+        id: &Value,
+        revision: Revision,
+        out: &mut Output,
+    ) -> Option<Decision> {
+        let params = approval_request(call.name(), reason, call.args());
+        let deadline = self.clock.now().saturating_add(approvals.timeout);
+        let mut state = self.state.lock();
+        if state.asking.len() >= self.max_pending {
+            drop(state);
+            client_error(
+                out,
+                id,
+                GATEWAY_ERROR,
+                "too many approvals are waiting for a person",
+            );
+            return None;
+        }
+        let ask_id = Value::from(format!("mcp-policy-approval-{}", state.next_id));
+        state.next_id += 1;
+        state.asking.insert(
+            ask_id.to_string(),
+            Asking {
+                request: request.clone(),
+                client_id: id.clone(),
+                revision,
+                deadline,
+            },
+        );
+        drop(state);
+        out.notes
+            .push(format!("{}: asked the client for approval", call.name()));
+        out.to_client.push(
+            json!({"jsonrpc": "2.0", "id": ask_id, "method": "elicitation/create", "params": params})
+                .to_string(),
+        );
+        None
+    }
+
+    /// A retry carrying this relay's sealed approval: forwarded only if the seal is
+    /// intact, unexpired, unused and for this call, the person approved, and the policy
+    /// still allows the call once approved.
+    fn approved_retry(
+        &self,
+        call: &ToolCall<'_>,
+        state: &str,
+        answer: Option<&Value>,
+        id: &Value,
+        revision: Revision,
+        out: &mut Output,
+    ) -> Option<Decision> {
+        let Some(approvals) = &self.approvals else {
+            return None;
+        };
+        let checked = approvals
+            .key
+            .open(state, self.now_ms())
+            .and_then(|sealed| sealed.check(&self.binding(call)).map(|()| sealed));
+        let sealed = match checked {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                let denial = Decision::refused(call, DenyCode::ApprovalInvalid, e.to_string());
+                out.notes.push(denial.to_string());
+                self.refuse(id, &denial, revision, out);
+                return None;
+            }
+        };
+        if answer.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of) != ApprovalAnswer::Approved {
+            let denial = Decision::refused(
+                call,
+                DenyCode::ApprovalDeclined,
+                "the person asked did not approve this call".into(),
+            );
+            out.notes.push(denial.to_string());
+            self.refuse(id, &denial, revision, out);
+            return None;
+        }
+        let denial = match self.engine.use_once(&sealed.nonce, approvals.ttl) {
+            Ok(true) => None,
+            Ok(false) => Some((DenyCode::ApprovalInvalid, ApprovalError::Reused.to_string())),
+            Err(e) => Some((DenyCode::StoreFailed, e.to_string())),
+        };
+        if let Some((code, reason)) = denial {
+            let denial = Decision::refused(call, code, reason);
+            out.notes.push(denial.to_string());
+            self.refuse(id, &denial, revision, out);
+            return None;
+        }
+        let decision = self.engine.evaluate(&call.approval(&sealed.nonce));
+        out.notes.push(decision.to_string());
+        if decision.is_allowed() {
+            return Some(decision);
+        }
+        self.refuse(id, &decision, revision, out);
+        None
+    }
+
+    /// The client answered an approval request of an older revision.
+    fn answered_approval(
+        &self,
+        asking: Asking,
+        ask_id: &Value,
+        result: Option<&Value>,
+        out: &mut Output,
+    ) {
+        let Asking {
+            request,
+            client_id,
+            revision,
+            ..
+        } = asking;
+        let approved = result.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of);
+        let approval_id = ask_id.as_str().unwrap_or_default().to_owned();
+        let decision = {
+            let Some(call) = self.checked_call(&request, &client_id, out) else {
+                return;
+            };
+            if approved != ApprovalAnswer::Approved {
+                Decision::refused(
+                    &call,
+                    DenyCode::ApprovalDeclined,
+                    "the person asked did not approve this call".into(),
+                )
+            } else {
+                self.engine.evaluate(&call.approval(&approval_id))
+            }
+        };
+        out.notes.push(decision.to_string());
+        if !decision.is_allowed() {
+            return self.refuse(&client_id, &decision, revision, out);
+        }
+        self.forward(
+            request,
+            client_id,
+            Kind::Call(Box::new(decision)),
+            revision,
+            out,
+        );
     }
 
     /// Sends a request to the server under a fresh id, or answers it with an error when
@@ -590,6 +957,10 @@ impl Relay {
             );
             return;
         };
+        let asking = self.state.lock().asking.remove(&id.to_string());
+        if let Some(asking) = asking {
+            return self.answered_approval(asking, &id, result.as_ref(), out);
+        }
         let open = self.state.lock().server_requests.remove(&id.to_string());
         if open.is_none() {
             out.notes.push(format!(
@@ -1219,5 +1590,190 @@ mod tests {
             br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"nope"}}"#,
         );
         assert!(out.to_server.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+    use crate::ManualClock;
+
+    const POLICY: &str = r#"{"version": "1", "tools": {
+        "whmcs_send_email": {"action": "require_approval", "reason": "emails are reviewed",
+            "limits": [{"window": "minute", "max": 2}]}}}"#;
+
+    fn relay() -> (Relay, ManualClock) {
+        let clock = ManualClock::new();
+        let engine = Engine::builder(POLICY.parse().unwrap())
+            .clock(clock.clone())
+            .build();
+        let key = ApprovalKey::from_hex(&"7".repeat(64)).unwrap();
+        let relay = Relay::builder(engine)
+            .grant("g1")
+            .clock(clock.clone())
+            .approvals(Approvals::new(key).timeout(Duration::from_secs(5)))
+            .build();
+        (relay, clock)
+    }
+
+    fn modern(id: i64, args: Value, extra: Value) -> Vec<u8> {
+        let mut params = json!({"name": "whmcs_send_email", "arguments": args, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).unwrap()
+    }
+
+    fn accept() -> Value {
+        json!({"approval": {"action": "accept", "content": {"approve": true}}})
+    }
+
+    /// The sealed state of an `InputRequiredResult`.
+    fn ask(relay: &Relay, args: Value) -> String {
+        let out = relay.from_client(&modern(1, args, json!({})));
+        assert!(out.to_server.is_empty(), "{out:?}");
+        let answer = parse(&out.to_client[0]);
+        assert_eq!(answer["result"]["resultType"], "input_required", "{answer}");
+        let ask = &answer["result"]["inputRequests"]["approval"];
+        assert_eq!(ask["method"], "elicitation/create");
+        assert!(ask["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("emails are reviewed"));
+        answer["result"]["requestState"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn retry(relay: &Relay, args: Value, state: &str, responses: Value) -> Output {
+        relay.from_client(&modern(
+            2,
+            args,
+            json!({"requestState": state, "inputResponses": responses}),
+        ))
+    }
+
+    fn refused_code(out: &Output) -> Value {
+        assert!(out.to_server.is_empty(), "{out:?}");
+        parse(&out.to_client[0])["result"]["structuredContent"]["code"].clone()
+    }
+
+    #[test]
+    fn an_accepted_approval_forwards_the_call_once_without_the_approval() {
+        let (relay, _) = relay();
+        let args = json!({"client_id": 7});
+        let state = ask(&relay, args.clone());
+        let out = retry(&relay, args.clone(), &state, accept());
+        assert_eq!(out.to_server.len(), 1, "{out:?}");
+        let sent = parse(&out.to_server[0]);
+        assert_eq!(sent["params"]["arguments"], args);
+        assert!(sent["params"].get("requestState").is_none());
+        assert!(sent["params"].get("inputResponses").is_none());
+        // The same state again: used.
+        let again = retry(&relay, args, &state, accept());
+        assert_eq!(refused_code(&again), "approval_invalid");
+    }
+
+    #[test]
+    fn declines_and_bad_states_never_reach_the_server() {
+        let (relay, clock) = relay();
+        let args = json!({"client_id": 7});
+        for answer in [
+            json!({"approval": {"action": "decline"}}),
+            json!({"approval": {"action": "cancel"}}),
+            json!({"approval": {"action": "accept", "content": {"approve": false}}}),
+            json!({}),
+        ] {
+            let state = ask(&relay, args.clone());
+            assert_eq!(
+                refused_code(&retry(&relay, args.clone(), &state, answer)),
+                "approval_declined"
+            );
+        }
+        let state = ask(&relay, args.clone());
+        let changed = retry(&relay, json!({"client_id": 8}), &state, accept());
+        assert_eq!(refused_code(&changed), "approval_invalid");
+        let mut tampered = state.clone();
+        tampered.insert(STATE_PREFIX.len() + 3, 'x');
+        assert_eq!(
+            refused_code(&retry(&relay, args.clone(), &tampered, accept())),
+            "approval_invalid"
+        );
+        clock.advance(Duration::from_secs(601));
+        assert_eq!(
+            refused_code(&retry(&relay, args, &state, accept())),
+            "approval_invalid"
+        );
+    }
+
+    #[test]
+    fn limits_still_apply_to_approved_calls() {
+        let (relay, _) = relay();
+        for expected in [true, true, false] {
+            let args = json!({"client_id": 7});
+            let state = ask(&relay, args.clone());
+            let out = retry(&relay, args, &state, accept());
+            assert_eq!(out.to_server.len() == 1, expected, "{out:?}");
+            if !expected {
+                assert_eq!(refused_code(&out), "rate_limited");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_that_cannot_elicit_gets_approval_required() {
+        let (relay, _) = relay();
+        let line = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "whmcs_send_email", "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        let out = relay.from_client(line.to_string().as_bytes());
+        assert_eq!(refused_code(&out), "approval_required");
+        assert!(out.to_client[0].contains("cannot show approval requests"));
+    }
+
+    #[test]
+    fn older_clients_are_asked_with_a_request_and_the_call_waits() {
+        let (relay, clock) = relay();
+        let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{"elicitation":{}}}}"#;
+        relay.from_client(init);
+        let call = br#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"whmcs_send_email","arguments":{"client_id":7}}}"#;
+        let out = relay.from_client(call);
+        assert!(out.to_server.is_empty());
+        let ask = parse(&out.to_client[0]);
+        assert_eq!(ask["method"], "elicitation/create");
+        // Other traffic flows meanwhile.
+        assert_eq!(
+            relay
+                .from_client(br#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#)
+                .to_server
+                .len(),
+            1
+        );
+        let yes = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"approve": true}}});
+        let out = relay.from_client(yes.to_string().as_bytes());
+        let sent = parse(&out.to_server[0]);
+        assert_eq!(sent["params"]["name"], "whmcs_send_email");
+        // A decline, and a request nobody answers.
+        let out = relay.from_client(call);
+        let ask = parse(&out.to_client[0]);
+        let no = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}});
+        assert_eq!(
+            refused_code(&relay.from_client(no.to_string().as_bytes())),
+            "approval_declined"
+        );
+        relay.from_client(call);
+        clock.advance(Duration::from_secs(6));
+        let out = relay.expire();
+        assert_eq!(refused_code(&out), "approval_declined");
+        assert_eq!(parse(&out.to_client[0])["id"], "c1");
     }
 }

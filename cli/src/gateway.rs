@@ -4,11 +4,11 @@
 //! with a bound, writing answers, timing out requests, and reloading the policy file when
 //! it changes (a bad edit is reported and the old policy kept).
 
-use crate::files::load_policy;
+use crate::files::{load_policy, read_text};
 use crate::{Failure, FilePath, Identity};
 use clap::Args;
-use mcp_policy::mcp::{self, Line, LineReader, Output, Relay};
-use mcp_policy::Engine;
+use mcp_policy::mcp::{self, ApprovalKey, Approvals, Line, LineReader, Output, Relay};
+use mcp_policy::{Engine, RedisStore};
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitCode, Stdio};
@@ -29,6 +29,27 @@ pub struct GatewayArgs {
     /// How long a request may wait for the server before it is answered with an error.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     request_timeout: u64,
+    /// The key that seals approvals: a file holding at least 64 hexadecimal digits.
+    /// Without it a key is generated at start: approvals then do not survive a restart,
+    /// and replicas cannot accept each other's.
+    #[arg(long, value_name = "FILE")]
+    approval_key: Option<FilePath>,
+    /// How long a person has to answer an approval request (revisions before 2026-07-28);
+    /// no answer counts as a decline.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    approval_timeout: u64,
+    /// Keep counts (and used approvals) in Redis, shared with every gateway that uses the
+    /// same server and prefix, instead of in memory.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// The key prefix in Redis.
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "mcp-policy:",
+        requires = "redis"
+    )]
+    redis_prefix: String,
     /// How often to look at the policy file for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     reload_interval_ms: u64,
@@ -70,7 +91,26 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .unwrap_or_default();
         format!("gw-{}-{}", std::process::id(), started.as_millis())
     });
-    let mut relay = Relay::builder(Engine::new(policy))
+    let key = match &args.approval_key {
+        Some(path) => ApprovalKey::from_hex(&read_text(path)?)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
+        None => ApprovalKey::generate().map_err(|e| Failure::Usage(e.to_string()))?,
+    };
+    let engine = match &args.redis {
+        Some(url) => {
+            let store = RedisStore::open(url)
+                .map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?
+                .prefix(args.redis_prefix.clone());
+            if let Err(e) = store.ping() {
+                eprintln!("mcp-policy gateway: warning: Redis at {url} does not answer ({e}); calls with limits are denied until it does");
+            }
+            Engine::builder(policy).store(store).build()
+        }
+        None => Engine::new(policy),
+    };
+    let approvals = Approvals::new(key).timeout(Duration::from_secs(args.approval_timeout.max(1)));
+    let mut relay = Relay::builder(engine)
+        .approvals(approvals)
         .session(session)
         .max_message(args.max_message)
         .request_timeout(Duration::from_secs(args.request_timeout.max(1)));

@@ -1077,6 +1077,10 @@ impl Relay {
             }
             _ => {}
         }
+        // A 2026-07-28 client needs `resultType`, which an older server does not send.
+        if let Some(result) = result.as_mut() {
+            pending.revision.complete_result(result);
+        }
         out.to_client
             .push(response(pending.client_id, result, error));
     }
@@ -1678,6 +1682,16 @@ mod approval_tests {
         assert_eq!(sent["params"]["arguments"], args);
         assert!(sent["params"].get("requestState").is_none());
         assert!(sent["params"].get("inputResponses").is_none());
+        // The server's answer reaches a 2026-07-28 client as a complete result.
+        let answer = relay.from_server(
+            json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"content": []}})
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(
+            parse(&answer.to_client[0])["result"]["resultType"],
+            "complete"
+        );
         // The same state again: used.
         let again = retry(&relay, args, &state, accept());
         assert_eq!(refused_code(&again), "approval_invalid");

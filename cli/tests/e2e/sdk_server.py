@@ -1,20 +1,40 @@
 """An MCP server built with the official Python SDK (2.x), which speaks 2026-07-28 and the
-2025 revisions: the upstream of the SDK end-to-end test."""
+2025 revisions: the upstream of the SDK end-to-end tests. With SDK_SERVER_LOG=FILE it
+appends every tool call it runs to FILE as a JSON line {"tool", "args"}."""
+import json
+import os
+
 from mcp.server.mcpserver import MCPServer
 
 app = MCPServer("whmcs-sdk")
 
 
+def log(tool, **args):
+    path = os.environ.get("SDK_SERVER_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"tool": tool, "args": args}) + "\n")
+
+
 @app.tool()
 def whmcs_get_ticket(ticket_id: int) -> str:
     """Read a ticket."""
+    log("whmcs_get_ticket", ticket_id=ticket_id)
     return f"ticket {ticket_id}: open"
 
 
 @app.tool()
 def whmcs_update_ticket(ticket_id: int, status: str) -> str:
     """Change a ticket's status."""
+    log("whmcs_update_ticket", ticket_id=ticket_id, status=status)
     return f"ticket {ticket_id}: {status}"
+
+
+@app.tool()
+def whmcs_send_email(client_id: int, template: str) -> str:
+    """Email a client."""
+    log("whmcs_send_email", client_id=client_id, template=template)
+    return f"sent {template} to {client_id}"
 
 
 @app.tool()

@@ -497,7 +497,7 @@ fn decisions_serialize_as_audit_records() {
     assert_eq!(
         allowed,
         json!({"decision": "allow", "code": "allowed", "tool": "t", "rule": "t",
-        "charged": [{"counter": "c", "scope_id": "g1", "cost": 1}]})
+        "charged": [{"counter": "c", "scope_id": "g1", "cost": 1}], "approval": null})
     );
     let limited = engine.evaluate(&call);
     let record = serde_json::to_value(&limited).unwrap();

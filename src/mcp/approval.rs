@@ -124,6 +124,14 @@ pub struct SealedApproval {
     pub expires_ms: u64,
     /// 128 random bits, hex: recorded on use, so the approval works once.
     pub nonce: String,
+    /// A continuation: the call was allowed (and charged) already, and the server asked
+    /// for more input; its retry is forwarded without being evaluated or charged again.
+    #[serde(default)]
+    pub continuation: bool,
+    /// The upstream server's own `requestState`, carried inside a continuation and given
+    /// back to the server on the retry.
+    #[serde(default)]
+    pub inner: Option<String>,
 }
 
 /// Why a state was refused.
@@ -174,12 +182,40 @@ impl ApprovalKey {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<String, ApprovalError> {
+        self.seal_state(binding, now_ms, ttl_ms, false, None)
+    }
+
+    /// Seals a continuation of an allowed call the server answered with
+    /// `input_required`, carrying the server's own state (`inner`), with a fresh nonce.
+    ///
+    /// # Errors
+    /// [`ApprovalError::Random`] if no nonce could be drawn.
+    pub fn seal_continuation(
+        &self,
+        binding: &ApprovalBinding,
+        now_ms: u64,
+        ttl_ms: u64,
+        inner: Option<String>,
+    ) -> Result<String, ApprovalError> {
+        self.seal_state(binding, now_ms, ttl_ms, true, inner)
+    }
+
+    fn seal_state(
+        &self,
+        binding: &ApprovalBinding,
+        now_ms: u64,
+        ttl_ms: u64,
+        continuation: bool,
+        inner: Option<String>,
+    ) -> Result<String, ApprovalError> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| ApprovalError::Random(e.to_string()))?;
         let sealed = SealedApproval {
             binding: binding.clone(),
             expires_ms: now_ms.saturating_add(ttl_ms),
             nonce: hex(&nonce),
+            continuation,
+            inner,
         };
         let payload = serde_json::to_vec(&sealed).unwrap_or_default();
         let mut mac = self.mac();

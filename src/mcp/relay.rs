@@ -3,7 +3,8 @@
 use super::{
     approval_request, arguments_sha256, error_response, filter_tools_list, parse_message, refusal,
     tool_call, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, MessageError, Revision,
-    APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST, STATE_PREFIX,
+    SealedApproval, APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST,
+    STATE_PREFIX,
 };
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -270,8 +271,11 @@ struct Pending {
 }
 
 enum Kind {
-    /// Boxed: a decision is large, and most requests are not calls.
-    Call(Box<Decision>),
+    /// An allowed call, and what it binds when approvals are on (to seal a continuation
+    /// if the server asks for more input). Boxed: most requests are not calls.
+    Call(Box<Decision>, Option<Box<ApprovalBinding>>),
+    /// The retry of a call the server asked more input for: charged already.
+    Continuation(Box<ApprovalBinding>),
     ToolsList,
     Initialize,
     Other,
@@ -507,7 +511,7 @@ impl Relay {
         let revision = self.revision_of(&request);
         let kind = match method.as_str() {
             "tools/call" => match self.evaluate(&mut request, &id, revision, out) {
-                Some(decision) => Kind::Call(Box::new(decision)),
+                Some(kind) => kind,
                 None => return,
             },
             "tools/list" => Kind::ToolsList,
@@ -523,16 +527,17 @@ impl Relay {
         self.forward(request, id, kind, revision, out);
     }
 
-    /// Evaluates a `tools/call` request; answers it here and returns `None` unless the
-    /// policy allows it. A retry carrying this relay's sealed approval has the approval
-    /// checked and removed from `request` before it is forwarded.
+    /// Evaluates a `tools/call` request; answers it here and returns `None` unless it may
+    /// go to the server. A retry carrying this relay's sealed state has it checked and
+    /// removed from `request` (a continuation's server state put back) before it is
+    /// forwarded.
     fn evaluate(
         &self,
         request: &mut Value,
         id: &Value,
         revision: Revision,
         out: &mut Output,
-    ) -> Option<Decision> {
+    ) -> Option<Kind> {
         if let Some(Value::Object(params)) = request.get("params") {
             if let Some((found, exact)) = params
                 .keys()
@@ -550,7 +555,16 @@ impl Relay {
                 return None;
             }
         }
-        let retry = self.take_approval(request);
+        let retry = match self.take_state(request) {
+            None => None,
+            Some(state) => match self.open_state(&state) {
+                Ok(sealed) if sealed.continuation => {
+                    return self.continuation(request, sealed, id, revision, out);
+                }
+                Ok(sealed) => Some((Ok(sealed), take_approval_answer(request))),
+                Err(e) => Some((Err(e), None)),
+            },
+        };
         let can_elicit = revision.requires_result_type()
             && request
                 .pointer("/params/_meta")
@@ -558,22 +572,26 @@ impl Relay {
                 .and_then(|caps| caps.get("elicitation"))
                 .is_some();
         let call = self.checked_call(request, id, out)?;
-        if let Some((state, answer)) = retry {
-            return self.approved_retry(&call, &state, answer.as_ref(), id, revision, out);
+        if let Some((sealed, answer)) = retry {
+            let decision =
+                self.approved_retry(&call, sealed, answer.as_ref(), id, revision, out)?;
+            return Some(self.call_kind(decision, &call));
         }
         let decision = self.engine.evaluate(&call);
         out.notes.push(decision.to_string());
         if decision.is_allowed() {
-            return Some(decision);
+            return Some(self.call_kind(decision, &call));
         }
         if let (Decision::RequireApproval { reason, .. }, Some(approvals)) =
             (&decision, &self.approvals)
         {
             if can_elicit {
-                return self.ask_in_result(approvals, &call, reason, id, out);
+                self.ask_in_result(approvals, &call, reason, id, out);
+                return None;
             }
             if !revision.requires_result_type() && self.state.lock().client_elicits {
-                return self.ask_by_request(approvals, &call, reason, request, id, revision, out);
+                self.ask_by_request(approvals, &call, reason, request, id, revision, out);
+                return None;
             }
         }
         self.refuse(id, &decision, revision, out);
@@ -642,8 +660,9 @@ impl Relay {
         }
     }
 
-    /// Removes this relay's sealed approval, and the answer to it, from a retried call.
-    fn take_approval(&self, request: &mut Value) -> Option<(String, Option<Value>)> {
+    /// Removes this relay's sealed state from a retried call; `None` when the call has
+    /// none (no state, or the upstream server's, which is relayed untouched).
+    fn take_state(&self, request: &mut Value) -> Option<String> {
         self.approvals.as_ref()?;
         let params = request.get_mut("params")?.as_object_mut()?;
         let ours = params
@@ -651,14 +670,66 @@ impl Relay {
             .and_then(Value::as_str)
             .is_some_and(|state| state.starts_with(STATE_PREFIX));
         if !ours {
-            // Absent, or the upstream server's: relayed untouched.
             return None;
         }
-        let state = params.remove("requestState")?.as_str()?.to_owned();
-        let answer = params
-            .remove("inputResponses")
-            .and_then(|mut responses| responses.get_mut(APPROVAL_INPUT).map(Value::take));
-        Some((state, answer))
+        params.remove("requestState")?.as_str().map(str::to_owned)
+    }
+
+    fn open_state(&self, state: &str) -> Result<SealedApproval, ApprovalError> {
+        match &self.approvals {
+            Some(approvals) => approvals.key.open(state, self.now_ms()),
+            None => Err(ApprovalError::Forged),
+        }
+    }
+
+    /// What an allowed call waits as: a call whose outcome settles its charges, with its
+    /// binding when a continuation may have to be sealed.
+    fn call_kind(&self, decision: Decision, call: &ToolCall<'_>) -> Kind {
+        let binding = self
+            .approvals
+            .as_ref()
+            .map(|_| Box::new(self.binding(call)));
+        Kind::Call(Box::new(decision), binding)
+    }
+
+    /// The retry of a call the server asked more input for: checked against its seal and
+    /// used once, then forwarded with the server's state and without being charged again.
+    fn continuation(
+        &self,
+        request: &mut Value,
+        sealed: SealedApproval,
+        id: &Value,
+        revision: Revision,
+        out: &mut Output,
+    ) -> Option<Kind> {
+        if let (Some(inner), Some(params)) = (
+            sealed.inner.clone(),
+            request.get_mut("params").and_then(Value::as_object_mut),
+        ) {
+            params.insert("requestState".into(), inner.into());
+        }
+        let call = self.checked_call(request, id, out)?;
+        let binding = self.binding(&call);
+        let ttl = self.approvals.as_ref().map_or(Duration::ZERO, |a| a.ttl);
+        let problem = match sealed.check(&binding) {
+            Err(e) => Some((DenyCode::ApprovalInvalid, e.to_string())),
+            Ok(()) => match self.engine.use_once(&sealed.nonce, ttl) {
+                Ok(true) => None,
+                Ok(false) => Some((DenyCode::ApprovalInvalid, ApprovalError::Reused.to_string())),
+                Err(e) => Some((DenyCode::StoreFailed, e.to_string())),
+            },
+        };
+        if let Some((code, reason)) = problem {
+            let denial = Decision::refused(&call, code, reason);
+            out.notes.push(denial.to_string());
+            self.refuse(id, &denial, revision, out);
+            return None;
+        }
+        out.notes.push(format!(
+            "{}: the continuation of an allowed call, forwarded uncharged",
+            call.name()
+        ));
+        Some(Kind::Continuation(Box::new(binding)))
     }
 
     fn binding(&self, call: &ToolCall<'_>) -> ApprovalBinding {
@@ -762,7 +833,7 @@ impl Relay {
     fn approved_retry(
         &self,
         call: &ToolCall<'_>,
-        state: &str,
+        opened: Result<SealedApproval, ApprovalError>,
         answer: Option<&Value>,
         id: &Value,
         revision: Revision,
@@ -771,10 +842,7 @@ impl Relay {
         let Some(approvals) = &self.approvals else {
             return None;
         };
-        let checked = approvals
-            .key
-            .open(state, self.now_ms())
-            .and_then(|sealed| sealed.check(&self.binding(call)).map(|()| sealed));
+        let checked = opened.and_then(|sealed| sealed.check(&self.binding(call)).map(|()| sealed));
         let sealed = match checked {
             Ok(sealed) => sealed,
             Err(e) => {
@@ -848,13 +916,11 @@ impl Relay {
         if !decision.is_allowed() {
             return self.refuse(&client_id, &decision, revision, out);
         }
-        self.forward(
-            request,
-            client_id,
-            Kind::Call(Box::new(decision)),
-            revision,
-            out,
-        );
+        let kind = match self.checked_call(&request, &client_id, out) {
+            Some(call) => self.call_kind(decision, &call),
+            None => return,
+        };
+        self.forward(request, client_id, kind, revision, out);
     }
 
     /// Sends a request to the server under a fresh id, or answers it with an error when
@@ -1046,7 +1112,17 @@ impl Relay {
             }
         };
         match (&pending.kind, result.as_mut()) {
-            (Kind::Call(_), _) => {
+            (Kind::Call(_, Some(binding)) | Kind::Continuation(binding), Some(result))
+                if pending.revision.requires_result_type()
+                    && result.get("resultType").and_then(Value::as_str)
+                        == Some("input_required") =>
+            {
+                // The server asks for more input: the call is not over. Its retry must
+                // carry the gateway's state, so it is not charged (or asked) again.
+                self.settle(&pending, Outcome::InputRequired, out);
+                self.wrap_server_state(binding, result, out);
+            }
+            (Kind::Call(..), _) => {
                 let outcome = match &result {
                     None => Outcome::NotRun,
                     Some(r)
@@ -1085,9 +1161,29 @@ impl Relay {
             .push(response(pending.client_id, result, error));
     }
 
+    /// Seals the server's `requestState` (if any) inside a continuation of the gateway's.
+    fn wrap_server_state(&self, binding: &ApprovalBinding, result: &mut Value, out: &mut Output) {
+        let (Some(approvals), Some(map)) = (&self.approvals, result.as_object_mut()) else {
+            return;
+        };
+        let inner = map
+            .remove("requestState")
+            .and_then(|state| state.as_str().map(str::to_owned));
+        let ttl = u64::try_from(approvals.ttl.as_millis()).unwrap_or(u64::MAX);
+        match approvals
+            .key
+            .seal_continuation(binding, self.now_ms(), ttl, inner)
+        {
+            Ok(state) => {
+                map.insert("requestState".into(), state.into());
+            }
+            Err(e) => out.notes.push(format!("cannot seal a continuation: {e}")),
+        }
+    }
+
     /// Reports a call's outcome to the engine; notes a refund or its failure.
     fn settle(&self, pending: &Pending, outcome: Outcome, out: &mut Output) {
-        let Kind::Call(decision) = &pending.kind else {
+        let Kind::Call(decision, _) = &pending.kind else {
             return;
         };
         match self.engine.report_outcome(decision, outcome) {
@@ -1604,7 +1700,8 @@ mod approval_tests {
 
     const POLICY: &str = r#"{"version": "1", "tools": {
         "whmcs_send_email": {"action": "require_approval", "reason": "emails are reviewed",
-            "limits": [{"window": "minute", "max": 2}]}}}"#;
+            "limits": [{"window": "minute", "max": 2}]},
+        "whmcs_report": {"limits": [{"window": "minute", "max": 1}]}}}"#;
 
     fn relay() -> (Relay, ManualClock) {
         let clock = ManualClock::new();
@@ -1621,7 +1718,11 @@ mod approval_tests {
     }
 
     fn modern(id: i64, args: Value, extra: Value) -> Vec<u8> {
-        let mut params = json!({"name": "whmcs_send_email", "arguments": args, "_meta": {
+        modern_call("whmcs_send_email", id, args, extra)
+    }
+
+    fn modern_call(tool: &str, id: i64, args: Value, extra: Value) -> Vec<u8> {
+        let mut params = json!({"name": tool, "arguments": args, "_meta": {
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
         if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
@@ -1754,6 +1855,75 @@ mod approval_tests {
         assert!(out.to_client[0].contains("cannot show approval requests"));
     }
 
+    /// The server answers `sent` with `input_required` and its own state; the client gets
+    /// the gateway's state instead.
+    fn server_asks(relay: &Relay, sent: &Value) -> String {
+        let answer = json!({"jsonrpc": "2.0", "id": sent["id"], "result": {
+            "resultType": "input_required", "requestState": "server-state-1",
+            "inputRequests": {"which": {"method": "elicitation/create", "params": {"message": "which one?"}}}}});
+        let out = relay.from_server(answer.to_string().as_bytes());
+        let result = &parse(&out.to_client[0])["result"];
+        assert_eq!(
+            result["inputRequests"]["which"]["params"]["message"],
+            "which one?"
+        );
+        let state = result["requestState"].as_str().unwrap().to_owned();
+        assert!(state.starts_with(STATE_PREFIX), "{state}");
+        state
+    }
+
+    #[test]
+    fn a_server_asking_for_input_gets_its_state_back_and_the_retry_is_not_charged_again() {
+        let (relay, _) = relay();
+        let args = json!({"month": 11});
+        let out = relay.from_client(&modern_call("whmcs_report", 1, args.clone(), json!({})));
+        let sent = parse(&out.to_server[0]);
+        let state = server_asks(&relay, &sent);
+        let answers = json!({"which": {"action": "accept", "content": {"pick": "a"}}});
+        let retry = |id| {
+            relay.from_client(&modern_call(
+                "whmcs_report",
+                id,
+                args.clone(),
+                json!({"requestState": state, "inputResponses": answers}),
+            ))
+        };
+        // One call a minute: charging the retry again would refuse it.
+        let out = retry(2);
+        assert_eq!(out.to_server.len(), 1, "{out:?}");
+        let sent = parse(&out.to_server[0]);
+        assert_eq!(sent["params"]["requestState"], "server-state-1");
+        assert_eq!(sent["params"]["inputResponses"], answers);
+        assert_eq!(
+            refused_code(&retry(3)),
+            "approval_invalid",
+            "a continuation works once"
+        );
+        // A new call is charged: the one unit is used.
+        let out = relay.from_client(&modern_call("whmcs_report", 4, args, json!({})));
+        assert_eq!(refused_code(&out), "rate_limited");
+    }
+
+    #[test]
+    fn an_approved_call_the_server_asks_more_of_stays_approved() {
+        let (relay, _) = relay();
+        let args = json!({"client_id": 7});
+        let state = ask(&relay, args.clone());
+        let out = retry(&relay, args.clone(), &state, accept());
+        let sent = parse(&out.to_server[0]);
+        let continuation = server_asks(&relay, &sent);
+        let out = relay.from_client(&modern(
+            3,
+            args,
+            json!({"requestState": continuation, "inputResponses": {"which": {"action": "accept"}}}),
+        ));
+        assert_eq!(out.to_server.len(), 1, "not asked again: {out:?}");
+        assert_eq!(
+            parse(&out.to_server[0])["params"]["requestState"],
+            "server-state-1"
+        );
+    }
+
     #[test]
     fn older_clients_are_asked_with_a_request_and_the_call_waits() {
         let (relay, clock) = relay();
@@ -1790,4 +1960,16 @@ mod approval_tests {
         assert_eq!(refused_code(&out), "approval_declined");
         assert_eq!(parse(&out.to_client[0])["id"], "c1");
     }
+}
+
+/// Removes the answer to this relay's approval request from a retried call's
+/// `inputResponses` (and the member, once empty).
+fn take_approval_answer(request: &mut Value) -> Option<Value> {
+    let params = request.get_mut("params")?.as_object_mut()?;
+    let responses = params.get_mut("inputResponses")?.as_object_mut()?;
+    let answer = responses.remove(APPROVAL_INPUT);
+    if responses.is_empty() {
+        params.remove("inputResponses");
+    }
+    answer
 }

@@ -38,6 +38,9 @@ pub struct GatewayArgs {
     /// no answer counts as a decline.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     approval_timeout: u64,
+    /// How long a sealed approval (2026-07-28) stays usable.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    approval_ttl: u64,
     /// Keep counts (and used approvals) in Redis, shared with every gateway that uses the
     /// same server and prefix, instead of in memory.
     #[arg(long, value_name = "URL")]
@@ -108,7 +111,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
         }
         None => Engine::new(policy),
     };
-    let approvals = Approvals::new(key).timeout(Duration::from_secs(args.approval_timeout.max(1)));
+    let approvals = Approvals::new(key)
+        .timeout(Duration::from_secs(args.approval_timeout.max(1)))
+        .ttl(Duration::from_secs(args.approval_ttl.max(1)));
     let mut relay = Relay::builder(engine)
         .approvals(approvals)
         .session(session)

@@ -6,8 +6,9 @@
 //! - Raw 2026-07-28 messages for what the SDK never sends: tampered, reused and
 //!   mismatched approvals, and two gateways sharing Redis and one key.
 //!
-//! The SDK test needs a Python with `mcp` (`$MCP_PYTHON`, else `python3`); without one it
-//! says so and passes, except under CI, where `.ci/run` installs it.
+//! The SDK test needs a Python with `mcp` (`$MCP_PYTHON`, else `python3`), and the
+//! two-gateway test `redis-server`; without them they say so and pass, except under CI,
+//! where `.ci/run` installs both.
 
 #![allow(
     clippy::unwrap_used,
@@ -174,7 +175,36 @@ fn tampered_reused_and_mismatched_approvals_never_reach_the_server() {
 }
 
 #[test]
+fn an_expired_approval_never_reaches_the_server() {
+    let mut gw = Session::go_like(POLICY, &["--approval-ttl", "1"]);
+    let args = json!({"client_id": 7, "template": "welcome"});
+    let state = ask(&mut gw, 1, &args);
+    // No signal marks an expiry: wait past it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let answer = retry(&mut gw, 2, &args, &state);
+    assert_eq!(code(&answer), "approval_invalid", "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    assert_eq!(emails_run(&gw), 0);
+    gw.finish();
+}
+
+#[test]
 fn an_approval_used_at_one_gateway_is_refused_at_another_sharing_redis_and_key() {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide redis-server (apt-get install -y redis-server)"
+        );
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    }
     let redis = redis_server::RedisServer::start();
     let dir = std::env::temp_dir().join(format!("mcp-policy-shared-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -83,19 +83,14 @@ fn run(args: Vec<String>) -> Result<(), String> {
     );
     for call in &calls {
         clock.set(start.saturating_add(Duration::from_millis(call.at_ms)));
-        let mut tool_call = ToolCall::new(&call.tool).approved(call.approved);
-        if let Some(id) = &call.grant {
-            tool_call = tool_call.grant(id);
-        }
-        if let Some(id) = &call.session {
-            tool_call = tool_call.session(id);
-        }
-        if let Some(id) = &call.agent {
-            tool_call = tool_call.agent(id);
-        }
-        if let Some(args) = &call.args {
-            tool_call = tool_call.arguments(args);
-        }
+        let tool_call = ToolCall::new(&call.tool)
+            .approved(call.approved)
+            .arguments_opt(call.args.as_ref())
+            .ids(
+                call.grant.as_deref(),
+                call.agent.as_deref(),
+                call.session.as_deref(),
+            );
         let decision = engine.evaluate(&tool_call);
         *tally.entry(decision.code()).or_default() += 1;
         let detail = match &decision {

@@ -65,6 +65,34 @@ impl<'a> ToolCall<'a> {
         self
     }
 
+    /// Sets whichever ids are given, for callers that hold them as options (a config, a
+    /// log record); `None` leaves that id unset.
+    ///
+    /// ```
+    /// use mcp_policy::ToolCall;
+    ///
+    /// let session: Option<String> = None;
+    /// let call = ToolCall::new("t").ids(Some("g1"), None, session.as_deref());
+    /// assert_eq!((call.grant_id(), call.agent_id(), call.session_id()), (Some("g1"), None, None));
+    /// ```
+    pub fn ids(
+        mut self,
+        grant: Option<&'a str>,
+        agent: Option<&'a str>,
+        session: Option<&'a str>,
+    ) -> ToolCall<'a> {
+        self.grant = grant.or(self.grant);
+        self.agent = agent.or(self.agent);
+        self.session = session.or(self.session);
+        self
+    }
+
+    /// Sets the call's arguments when there are some; `None` leaves them unset.
+    pub fn arguments_opt(mut self, arguments: Option<&'a Value>) -> ToolCall<'a> {
+        self.arguments = arguments.or(self.arguments);
+        self
+    }
+
     /// Sets the call's arguments (normally a JSON object).
     pub fn arguments(mut self, arguments: &'a Value) -> ToolCall<'a> {
         self.arguments = Some(arguments);

@@ -41,7 +41,15 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     };
     // A fresh store: limits show the call as the first of its window.
     let engine = Engine::builder(policy).clock(ManualClock::new()).build();
-    let call = call(&args.tool, arguments.as_ref(), &args.identity).approved(args.approved);
+    let identity = &args.identity;
+    let call = ToolCall::new(&args.tool)
+        .arguments_opt(arguments.as_ref())
+        .ids(
+            identity.grant.as_deref(),
+            identity.agent.as_deref(),
+            identity.session.as_deref(),
+        )
+        .approved(args.approved);
     let explanation = engine.explain(&call);
     match args.format {
         Format::Text => outln!("{explanation}"),
@@ -51,22 +59,4 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A call with the identity flags.
-pub fn call<'a>(tool: &'a str, args: Option<&'a Value>, identity: &'a Identity) -> ToolCall<'a> {
-    let mut call = ToolCall::new(tool);
-    if let Some(args) = args {
-        call = call.arguments(args);
-    }
-    if let Some(grant) = &identity.grant {
-        call = call.grant(grant);
-    }
-    if let Some(agent) = &identity.agent {
-        call = call.agent(agent);
-    }
-    if let Some(session) = &identity.session {
-        call = call.session(session);
-    }
-    call
 }

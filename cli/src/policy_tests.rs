@@ -164,19 +164,14 @@ fn run_test(policy: &Policy, test: &TestCase) -> Result<(), String> {
                 .map_err(|_| format!("{at}: advance must be a non-negative number of seconds"))?;
             clock.advance(by);
         }
-        let mut call = ToolCall::new(&step.tool).approved(step.approved);
-        if let Some(args) = &step.args {
-            call = call.arguments(args);
-        }
-        if let Some(grant) = &step.grant {
-            call = call.grant(grant);
-        }
-        if let Some(agent) = &step.agent {
-            call = call.agent(agent);
-        }
-        if let Some(session) = &step.session {
-            call = call.session(session);
-        }
+        let call = ToolCall::new(&step.tool)
+            .approved(step.approved)
+            .arguments_opt(step.args.as_ref())
+            .ids(
+                step.grant.as_deref(),
+                step.agent.as_deref(),
+                step.session.as_deref(),
+            );
         let decision = engine.evaluate(&call);
         let got = Expect::of(&decision);
         if got != step.expect {

@@ -67,19 +67,14 @@ impl Replayer {
                 .advance(Duration::from_millis(record.at_ms - self.now_ms));
             self.now_ms = record.at_ms;
         }
-        let mut call = ToolCall::new(&record.tool).approved(record.approved);
-        if let Some(args) = &record.args {
-            call = call.arguments(args);
-        }
-        if let Some(grant) = &record.grant {
-            call = call.grant(grant);
-        }
-        if let Some(agent) = &record.agent {
-            call = call.agent(agent);
-        }
-        if let Some(session) = &record.session {
-            call = call.session(session);
-        }
+        let call = ToolCall::new(&record.tool)
+            .approved(record.approved)
+            .arguments_opt(record.args.as_ref())
+            .ids(
+                record.grant.as_deref(),
+                record.agent.as_deref(),
+                record.session.as_deref(),
+            );
         self.engine.evaluate(&call)
     }
 }

@@ -630,17 +630,11 @@ impl Relay {
             client_error(out, id, GATEWAY_ERROR, "the MCP server has exited");
             return None;
         }
-        let mut call = call;
-        if let Some(grant) = &self.grant {
-            call = call.grant(grant);
-        }
-        if let Some(agent) = &self.agent {
-            call = call.agent(agent);
-        }
-        if let Some(session) = &self.session {
-            call = call.session(session);
-        }
-        Some(call)
+        Some(call.ids(
+            self.grant.as_deref(),
+            self.agent.as_deref(),
+            self.session.as_deref(),
+        ))
     }
 
     /// Answers a refused call with its refusal.

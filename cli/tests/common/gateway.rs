@@ -55,6 +55,29 @@ pub fn whmcs_server() -> PathBuf {
         .clone()
 }
 
+/// A Python that can import the MCP SDK (`$MCP_PYTHON`, else `python3`); `None` when
+/// there is none, which fails the test under CI (`CI` set), where `.ci/run` installs it.
+pub fn python_with_sdk() -> Option<String> {
+    let candidates = std::env::var("MCP_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string()]);
+    for python in candidates {
+        let found = Command::new(&python)
+            .args(["-c", "import mcp.client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if found {
+            return Some(python);
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide the MCP Python SDK: set MCP_PYTHON to a python with `mcp`"
+    );
+    eprintln!("skipped: no python with the `mcp` package (set MCP_PYTHON)");
+    None
+}
+
 /// The command line of the Go-like server.
 pub fn go_like_server() -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/go_like_server.py");

@@ -32,26 +32,9 @@ const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
 
 #[test]
 fn a_person_approves_or_declines_through_the_python_sdk_client() {
-    let Some(python) = gateway::python_with_sdk() else {
+    let Some(stdout) = gateway::run_sdk_script("sdk_approvals.py", POLICY) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("mcp-policy-approvals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.json");
-    std::fs::write(&policy, POLICY).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sdk_approvals.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(&policy)
-        .arg(dir.join("server.log"))
-        .arg(gateway::binary())
-        .arg("gateway")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
     for mode in ["auto", "legacy"] {
         for check in [
             "approved call ran exactly once",

@@ -11,7 +11,6 @@
 #[path = "common/gateway.rs"]
 mod gateway;
 
-use std::process::Command;
 
 const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
   "whmcs_get_ticket":{},
@@ -20,25 +19,9 @@ const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"
 
 #[test]
 fn the_python_sdk_client_works_through_the_gateway_on_every_revision() {
-    let Some(python) = gateway::python_with_sdk() else {
+    let Some(stdout) = gateway::run_sdk_script("sdk_client.py", POLICY) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("mcp-policy-sdk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let policy = dir.join("policy.json");
-    std::fs::write(&policy, POLICY).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/sdk_client.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(&policy)
-        .arg(gateway::binary())
-        .arg("gateway")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("auto: ok (protocol 2026-07-28)"),
         "{stdout}"

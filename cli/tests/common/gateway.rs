@@ -78,6 +78,36 @@ pub fn python_with_sdk() -> Option<String> {
     None
 }
 
+/// Runs `tests/e2e/SCRIPT` with the SDK's Python as `SCRIPT POLICY SERVER_LOG mcp-policy
+/// gateway`, for `policy` written to a fresh file; its stdout once it succeeded, or
+/// `None` when no Python has the SDK (outside CI).
+pub fn run_sdk_script(script: &str, policy: &str) -> Option<String> {
+    let python = python_with_sdk()?;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mcp-policy-sdk-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.json");
+    std::fs::write(&policy_path, policy).unwrap();
+    let output = Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/e2e")
+                .join(script),
+        )
+        .arg(&policy_path)
+        .arg(dir.join("server.log"))
+        .arg(binary())
+        .arg("gateway")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script}: {stdout}\n{stderr}");
+    Some(stdout)
+}
+
 /// The command line of the Go-like server.
 pub fn go_like_server() -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/go_like_server.py");

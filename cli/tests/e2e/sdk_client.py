@@ -1,7 +1,7 @@
 """The official MCP Python SDK (2.x) as the client of the stdio gateway, in front of an
 SDK server, on 2026-07-28 (the client's default, negotiated with server/discover) and on
-the 2025 initialize handshake. Usage: sdk_client.py POLICY GATEWAY-COMMAND... Exits
-non-zero with a message on the first failed check."""
+the 2025 initialize handshake. Usage: sdk_client.py POLICY SERVER_LOG GATEWAY-COMMAND...
+(SERVER_LOG is unused). Exits non-zero with a message on the first failed check."""
 import sys
 from pathlib import Path
 
@@ -49,7 +49,7 @@ async def session(gateway, policy, mode):
 
 
 async def main():
-    policy, gateway = sys.argv[1], sys.argv[2:]
+    policy, gateway = sys.argv[1], sys.argv[3:]
     await session(gateway, policy, "auto")
     await session(gateway, policy, "legacy")
 

@@ -44,6 +44,8 @@
 //! # Features
 //!
 //! - `redis`: `RedisStore`, counters shared by gateway replicas through Redis.
+//! - `http`: `http::PolicyLayer`, a `tower` layer enforcing the policy in front of any
+//!   MCP Streamable HTTP service.
 //!
 //! # The policy format
 //!
@@ -124,6 +126,8 @@ mod clock;
 mod decision;
 mod engine;
 mod explain;
+#[cfg(feature = "http")]
+pub mod http;
 mod inline_vec;
 mod json;
 mod matcher;

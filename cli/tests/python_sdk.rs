@@ -11,7 +11,6 @@
 #[path = "common/gateway.rs"]
 mod gateway;
 
-
 const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
   "whmcs_get_ticket":{},
   "whmcs_update_ticket":{"rate_limit":"1/minute"},

@@ -81,7 +81,7 @@ const CALL_PARAMS: &[&str] = &["name", "arguments"];
 /// # Ok::<(), mcp_policy::PolicyError>(())
 /// ```
 pub struct Relay {
-    engine: Engine,
+    engine: Arc<Engine>,
     grant: Option<String>,
     agent: Option<String>,
     session: Option<String>,
@@ -283,10 +283,13 @@ enum Kind {
 
 impl Relay {
     /// Starts configuring a relay that enforces `engine`'s policy.
-    pub fn builder(engine: Engine) -> RelayBuilder {
+    ///
+    /// Pass an `Arc<Engine>` to share one engine (its policy, counts and approvals)
+    /// between relays, such as one per HTTP request.
+    pub fn builder(engine: impl Into<Arc<Engine>>) -> RelayBuilder {
         RelayBuilder {
             relay: Relay {
-                engine,
+                engine: engine.into(),
                 grant: None,
                 agent: None,
                 session: None,

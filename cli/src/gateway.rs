@@ -56,23 +56,94 @@ pub struct GatewayArgs {
     /// How often to look at the policy file for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     reload_interval_ms: u64,
+    /// Serve MCP Streamable HTTP on this address (such as 127.0.0.1:8080) instead of
+    /// running a stdio server; needs --upstream and --tokens.
+    #[arg(long, value_name = "ADDR", requires_all = ["upstream", "tokens"], conflicts_with = "server")]
+    listen: Option<std::net::SocketAddr>,
+    /// The Streamable HTTP MCP server to forward to (with --listen).
+    #[arg(long, value_name = "URL", requires = "listen")]
+    upstream: Option<http::Uri>,
+    /// The bearer tokens (with --listen): {"tokens": [{"sha256": HEX, "grant": ID,
+    /// "agent"?: ID}]}, HEX the SHA-256 of the token; reloaded on change.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    tokens: Option<FilePath>,
+    /// The path served (with --listen).
+    #[arg(long, value_name = "PATH", default_value = "/mcp")]
+    path: String,
+    /// A header sent to the upstream, "NAME: VALUE" (repeatable): its own credentials.
+    #[arg(long, value_name = "NAME: VALUE", requires = "listen")]
+    upstream_header: Vec<String>,
     /// The MCP server's command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "listen",
+        value_name = "COMMAND"
+    )]
     server: Vec<String>,
 }
 
 pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     let policy = load_policy(&args.policy)?;
-    let (program, server_args) = args
-        .server
-        .split_first()
-        .ok_or_else(|| Failure::Usage("no server command given after --".into()))?;
+    let key = match &args.approval_key {
+        Some(path) => ApprovalKey::from_hex(&read_text(path)?)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
+        None => ApprovalKey::generate().map_err(|e| Failure::Usage(e.to_string()))?,
+    };
+    let engine = match &args.redis {
+        Some(url) => {
+            let store = RedisStore::open(url)
+                .map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?
+                .prefix(args.redis_prefix.clone());
+            if let Err(e) = store.ping() {
+                eprintln!("mcp-policy gateway: warning: Redis at {url} does not answer ({e}); calls with limits are denied until it does");
+            }
+            Engine::builder(policy).store(store).build()
+        }
+        None => Engine::new(policy),
+    };
+    let approvals = Approvals::new(key)
+        .timeout(Duration::from_secs(args.approval_timeout.max(1)))
+        .ttl(Duration::from_secs(args.approval_ttl.max(1)));
+    if let (Some(listen), Some(upstream), Some(tokens)) =
+        (args.listen, args.upstream.clone(), args.tokens.clone())
+    {
+        let mut upstream_headers = Vec::new();
+        for header in &args.upstream_header {
+            let parsed = header.split_once(':').and_then(|(name, value)| {
+                Some((
+                    http::HeaderName::try_from(name.trim()).ok()?,
+                    http::HeaderValue::try_from(value.trim()).ok()?,
+                ))
+            });
+            upstream_headers.push(parsed.ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--upstream-header {header:?}: expected \"NAME: VALUE\""
+                ))
+            })?);
+        }
+        let options = crate::http_gateway::HttpOptions {
+            listen,
+            upstream,
+            path: args.path.clone(),
+            tokens,
+            upstream_headers,
+            policy: args.policy.clone(),
+            reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
+            max_message: args.max_message,
+        };
+        crate::http_gateway::run(options, engine, approvals)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.identity.grant.is_none() {
         eprintln!(
             "mcp-policy gateway: warning: no --grant given, so every call to a tool with a \
              limit that counts per grant (the default scope) will be denied as missing_identity"
         );
     }
+    let (program, server_args) = args
+        .server
+        .split_first()
+        .ok_or_else(|| Failure::Usage("no server command given after --".into()))?;
     let mut child = Command::new(program)
         .args(server_args)
         .stdin(Stdio::piped())
@@ -94,26 +165,6 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .unwrap_or_default();
         format!("gw-{}-{}", std::process::id(), started.as_millis())
     });
-    let key = match &args.approval_key {
-        Some(path) => ApprovalKey::from_hex(&read_text(path)?)
-            .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
-        None => ApprovalKey::generate().map_err(|e| Failure::Usage(e.to_string()))?,
-    };
-    let engine = match &args.redis {
-        Some(url) => {
-            let store = RedisStore::open(url)
-                .map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?
-                .prefix(args.redis_prefix.clone());
-            if let Err(e) = store.ping() {
-                eprintln!("mcp-policy gateway: warning: Redis at {url} does not answer ({e}); calls with limits are denied until it does");
-            }
-            Engine::builder(policy).store(store).build()
-        }
-        None => Engine::new(policy),
-    };
-    let approvals = Approvals::new(key)
-        .timeout(Duration::from_secs(args.approval_timeout.max(1)))
-        .ttl(Duration::from_secs(args.approval_ttl.max(1)));
     let mut relay = Relay::builder(engine)
         .approvals(approvals)
         .session(session)

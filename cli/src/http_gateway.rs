@@ -1,0 +1,356 @@
+//! `mcp-policy gateway --listen`: the gateway for Streamable HTTP servers. A reverse proxy
+//! (hyper) that serves one path, authenticates bearer tokens against a file of SHA-256
+//! digests, and forwards through the library's `http::PolicyLayer` to the upstream URL.
+
+use crate::files::{load_policy, read_text};
+use crate::Failure;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_policy::http::{Identity, PolicyBody, PolicyLayer, PolicyService};
+use mcp_policy::mcp::Approvals;
+use mcp_policy::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// What the HTTP gateway needs from the command line.
+pub struct HttpOptions {
+    pub listen: SocketAddr,
+    pub upstream: Uri,
+    pub path: String,
+    pub tokens: PathBuf,
+    pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
+    pub policy: PathBuf,
+    pub reload_interval: Duration,
+    pub max_message: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    tokens: Vec<TokenEntry>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    sha256: String,
+    grant: String,
+    agent: Option<String>,
+}
+
+/// Bearer token digests → identities.
+type Tokens = HashMap<String, TokenEntry>;
+
+fn load_tokens(path: &Path) -> Result<Tokens, String> {
+    let text = read_text(path).map_err(|e| match e {
+        Failure::Usage(m) | Failure::Checked(m) => m,
+    })?;
+    let file: TokenFile =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut tokens = Tokens::new();
+    for (i, entry) in file.tokens.into_iter().enumerate() {
+        let digest = entry.sha256.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{}: tokens[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of the token)",
+                path.display()
+            ));
+        }
+        tokens.insert(digest, entry);
+    }
+    Ok(tokens)
+}
+
+/// Forwards requests to the upstream URL, with the configured headers.
+#[derive(Clone)]
+struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl Service<Request<Full<Bytes>>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Full<Bytes>>) -> Self::Future {
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.remove(http::header::HOST);
+        for (name, value) in self.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        let client = self.client.clone();
+        Box::pin(async move { client.request(request).await })
+    }
+}
+
+/// The identity the authentication step found, carried to the layer in the extensions.
+#[derive(Clone)]
+struct Caller(Identity);
+
+fn identity_of(parts: &http::request::Parts) -> Identity {
+    parts
+        .extensions
+        .get::<Caller>()
+        .map(|caller| caller.0.clone())
+        .unwrap_or_default()
+}
+
+struct Shared {
+    service: PolicyService<Upstream, fn(&http::request::Parts) -> Identity>,
+    tokens: RwLock<Tokens>,
+    /// 2025-era `Mcp-Session-Id` → the digest of the token that created it.
+    sessions: RwLock<HashMap<String, String>>,
+    path: String,
+}
+
+pub fn run(options: HttpOptions, engine: Engine, approvals: Approvals) -> Result<(), Failure> {
+    let tokens = load_tokens(&options.tokens).map_err(Failure::Usage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(options, engine, approvals, tokens))
+}
+
+async fn serve(
+    options: HttpOptions,
+    engine: Engine,
+    approvals: Approvals,
+    tokens: Tokens,
+) -> Result<(), Failure> {
+    let engine = Arc::new(engine);
+    let identity: fn(&http::request::Parts) -> Identity = identity_of;
+    let layer = PolicyLayer::new(Arc::clone(&engine), identity)
+        .approvals(approvals)
+        .max_body(options.max_message);
+    let upstream = Upstream {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        uri: options.upstream.clone(),
+        headers: Arc::new(options.upstream_headers.clone()),
+    };
+    let shared = Arc::new(Shared {
+        service: layer.layer(upstream),
+        tokens: RwLock::new(tokens),
+        sessions: RwLock::new(HashMap::new()),
+        path: options.path.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", options.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    eprintln!(
+        "mcp-policy gateway: listening on http://{local}{} for {}",
+        options.path, options.upstream
+    );
+    tokio::spawn(watch_files(
+        Arc::clone(&engine),
+        Arc::clone(&shared),
+        options.policy.clone(),
+        options.tokens.clone(),
+        options.reload_interval,
+    ));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = Arc::clone(&shared);
+                let service = hyper::service::service_fn(move |request| {
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    eprintln!("mcp-policy gateway: stopping; waiting for requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            eprintln!("mcp-policy gateway: requests still in flight after 10 s; stopping anyway");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// One request: the path, the bearer token and the session are checked here, the policy
+/// by the layer.
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyBody> {
+    if request.uri().path() != shared.path {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    let digest = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|token| hex(&Sha256::digest(token)));
+    let entry = digest.as_ref().and_then(|d| {
+        shared
+            .tokens
+            .read()
+            .ok()
+            .and_then(|tokens| tokens.get(d).cloned())
+    });
+    let (Some(digest), Some(entry)) = (digest, entry) else {
+        let mut response = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"mcp\""),
+        );
+        return response;
+    };
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        let owner = shared
+            .sessions
+            .read()
+            .ok()
+            .and_then(|s| s.get(session).cloned());
+        if owner.is_some_and(|owner| owner != digest) {
+            // Another token's session, which this one may not see.
+            return plain(StatusCode::NOT_FOUND, "no such session");
+        }
+    }
+    let identity = Identity {
+        grant: Some(entry.grant.clone()),
+        agent: entry.agent.clone(),
+        session: session.clone().or_else(|| Some(entry.grant.clone())),
+    };
+    let (mut parts, body) = request.into_parts();
+    // The client's credential is never forwarded.
+    parts.headers.remove(AUTHORIZATION);
+    parts.extensions.insert(Caller(identity));
+    let request = Request::from_parts(parts, body);
+    let mut service = shared.service.clone();
+    let response = match service.call(request).await {
+        Ok(response) => response,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("the MCP server cannot be reached: {e}"),
+            )
+        }
+    };
+    // Bind a session the server created to the token that created it.
+    if let Some(created) = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Ok(mut sessions) = shared.sessions.write() {
+            sessions.entry(created.to_owned()).or_insert(digest);
+        }
+    }
+    response
+}
+
+/// Reloads the policy and the tokens file when they change; a bad edit keeps the old one.
+async fn watch_files(
+    engine: Arc<Engine>,
+    shared: Arc<Shared>,
+    policy: PathBuf,
+    tokens: PathBuf,
+    every: Duration,
+) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen: [Option<SystemTime>; 2] = [modified(&policy), modified(&tokens)];
+    loop {
+        tokio::time::sleep(every).await;
+        let now = [modified(&policy), modified(&tokens)];
+        if now[0] != seen[0] {
+            match load_policy(&policy) {
+                Ok(new) => {
+                    engine.reload(new);
+                    eprintln!("mcp-policy gateway: reloaded {}", policy.display());
+                }
+                Err(Failure::Usage(e) | Failure::Checked(e)) => {
+                    eprintln!("mcp-policy gateway: keeping the previous policy: {e}")
+                }
+            }
+        }
+        if now[1] != seen[1] {
+            match load_tokens(&tokens) {
+                Ok(new) => {
+                    if let Ok(mut current) = shared.tokens.write() {
+                        *current = new;
+                    }
+                    eprintln!("mcp-policy gateway: reloaded {}", tokens.display());
+                }
+                Err(e) => eprintln!("mcp-policy gateway: keeping the previous tokens: {e}"),
+            }
+        }
+        seen = now;
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<PolicyBody> {
+    let body = Full::new(Bytes::from(text.to_owned()))
+        .map_err(|e| match e {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

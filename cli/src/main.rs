@@ -65,7 +65,7 @@ enum Command {
     Pin(pin::PinArgs),
     /// Run the stdio gateway: enforce a policy between an MCP client (this process's
     /// stdin and stdout) and the MCP server COMMAND.
-    Gateway(gateway::GatewayArgs),
+    Gateway(Box<gateway::GatewayArgs>),
 }
 
 /// `--format`.
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         Command::Schema => schema::run(),
         Command::Replay(args) => replay::run(&args),
         Command::Pin(args) => pin::run(&args),
-        Command::Gateway(args) => gateway::run(args),
+        Command::Gateway(args) => gateway::run(*args),
     };
     match result {
         Ok(code) => code,

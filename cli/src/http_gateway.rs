@@ -146,8 +146,11 @@ async fn serve(
     let layer = PolicyLayer::new(Arc::clone(&engine), identity)
         .approvals(approvals)
         .max_body(options.max_message);
+    // Small requests and answers: send them at once rather than wait to fill packets.
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
     let upstream = Upstream {
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        client: Client::builder(TokioExecutor::new()).build(connector),
         uri: options.upstream.clone(),
         headers: Arc::new(options.upstream_headers.clone()),
     };
@@ -180,6 +183,7 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let service = hyper::service::service_fn(move |request| {
                     let shared = Arc::clone(&shared);

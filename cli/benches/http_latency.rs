@@ -150,6 +150,7 @@ fn main() {
         let direct = run_clients(format!("http://{upstream_addr}/mcp"), None).await;
         let through = run_clients(url, Some("bench-token")).await;
         let _ = gateway.kill();
+        let _ = gateway.wait();
         let _ = std::fs::remove_dir_all(&dir);
         println!(
             "{} concurrent clients x {CALLS} calls, loopback, {} cores",

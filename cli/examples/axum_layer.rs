@@ -20,7 +20,10 @@ use serde_json::{json, Value};
 /// The MCP app: lists two tools, and runs whichever it is asked to.
 async fn mcp_app(Json(request): Json<Value>) -> Json<Value> {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let tool = request.pointer("/params/name").cloned().unwrap_or(Value::Null);
+    let tool = request
+        .pointer("/params/name")
+        .cloned()
+        .unwrap_or(Value::Null);
     Json(match request.get("method").and_then(Value::as_str) {
         Some("tools/list") => json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
             {"name": "whmcs_get_ticket", "inputSchema": {"type": "object"}},

@@ -89,7 +89,13 @@ impl Stack {
         let mut gateway = Command::new(gateway::binary())
             .args(["gateway", "--policy"])
             .arg(dir.join("policy.json"))
-            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .args([
+                "--reload-interval-ms",
+                "50",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+            ])
             .arg(format!("http://127.0.0.1:{server_port}/mcp"))
             .arg("--tokens")
             .arg(dir.join("tokens.json"))
@@ -310,4 +316,43 @@ fn a_hundred_concurrent_clients_never_pass_a_limit() {
     });
     assert_eq!(allowed, 1000, "1 200 calls, limit 1 000");
     assert_eq!(stack.tools_run("whmcs_get_ticket"), 1000);
+}
+
+#[test]
+fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
+    let Some(python) = gateway::python_with_sdk() else {
+        return;
+    };
+    let mut stack = Stack::start(&python, "json");
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let (status, _, _) = stack.post(list, &[("authorization", "Bearer new-token")]);
+    assert_eq!(status, 401);
+    std::thread::sleep(Duration::from_millis(20)); // a new modification time
+    let tokens = json!({"tokens": [
+        {"sha256": sha256_hex(TOKEN.as_bytes()), "grant": "g-http"},
+        {"sha256": sha256_hex(b"new-token"), "grant": "g-new"}]});
+    std::fs::write(stack.dir.join("tokens.json"), tokens.to_string()).unwrap();
+    let deadline = Instant::now() + gateway::ANSWER_TIMEOUT;
+    while stack.post(list, &[("authorization", "Bearer new-token")]).0 == 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the tokens file was not reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = stack._gateway.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + gateway::ANSWER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = stack._gateway.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
 }

@@ -23,24 +23,31 @@
 //! threads than you expect decisions in flight, keep the store's timeout short, or keep
 //! counts in memory.
 //!
-//! # Not yet
+//! # Approvals on older revisions
 //!
-//! Approvals on revisions before 2026-07-28 need a server-to-client request inside the
-//! call's event stream; the layer answers those calls with `approval_required`. Client
-//! responses to server requests are relayed re-serialized but not matched to the request.
+//! A session whose `initialize` declared elicitation (2025 revisions) is asked by answering
+//! the held call's POST with an event stream whose first event is the `elicitation/create`
+//! request; the client answers with a POST (202), and the same stream then carries the
+//! call's result. Give the layer a timer ([`PolicyLayer::timer`]) so that an unanswered
+//! request counts as a decline after the approvals' timeout; without one the call waits
+//! until the client goes away. Other client responses to server requests are relayed
+//! re-serialized.
 
 use crate::engine::Engine;
 use crate::mcp::{self, Approvals, Relay};
 use bytes::Bytes;
+use futures_channel::oneshot;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 /// The JSON-RPC error code for a header that contradicts the body.
 pub const HEADER_MISMATCH: i64 = -32020;
@@ -80,7 +87,25 @@ pub struct PolicyLayer<F> {
     identity: Arc<F>,
     approvals: Option<Approvals>,
     max_body: usize,
+    shared: Arc<Shared>,
+    timer: Option<Timer>,
 }
+
+/// Sleeps for a duration: the runtime's timer, for approval timeouts.
+pub type Timer = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What requests of one layer share.
+#[derive(Default)]
+struct Shared {
+    /// Sessions (`Mcp-Session-Id`) whose `initialize` declared elicitation.
+    elicits: Mutex<HashSet<String>>,
+    /// Held calls waiting for a person's answer, by the id of the approval request.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
+}
+
+/// The most sessions remembered as able to elicit; past it the set starts over (those
+/// sessions then get `approval_required` until they initialize again).
+const MAX_SESSIONS: usize = 100_000;
 
 impl<F> Clone for PolicyLayer<F> {
     fn clone(&self) -> Self {
@@ -89,6 +114,8 @@ impl<F> Clone for PolicyLayer<F> {
             identity: Arc::clone(&self.identity),
             approvals: self.approvals.clone(),
             max_body: self.max_body,
+            shared: Arc::clone(&self.shared),
+            timer: self.timer.clone(),
         }
     }
 }
@@ -104,7 +131,17 @@ where
             identity: Arc::new(identity),
             approvals: None,
             max_body: mcp::DEFAULT_MAX_MESSAGE,
+            shared: Arc::default(),
+            timer: None,
         }
+    }
+
+    /// The runtime's sleep, so that an approval request nobody answers (revisions before
+    /// 2026-07-28) counts as a decline after the approvals' timeout; for tokio,
+    /// `Arc::new(|d| Box::pin(tokio::time::sleep(d)))`.
+    pub fn timer(mut self, timer: Timer) -> PolicyLayer<F> {
+        self.timer = Some(timer);
+        self
     }
 
     /// Asks a person to approve held calls through the client (MCP 2026-07-28), as
@@ -127,12 +164,7 @@ impl<S, F> tower_layer::Layer<S> for PolicyLayer<F> {
     fn layer(&self, inner: S) -> PolicyService<S, F> {
         PolicyService {
             inner,
-            layer: PolicyLayer {
-                engine: Arc::clone(&self.engine),
-                identity: Arc::clone(&self.identity),
-                approvals: self.approvals.clone(),
-                max_body: self.max_body,
-            },
+            layer: self.clone(),
         }
     }
 }
@@ -212,8 +244,41 @@ where
             if let Some(refused) = header_mismatch(&parts.headers, &bytes) {
                 return Ok(answer(StatusCode::BAD_REQUEST, &refused));
             }
+            let message = mcp::parse_message(&bytes, layer.max_body).ok();
+            // A person's answer to an approval request this layer made.
+            if let Some(id) = message
+                .as_ref()
+                .filter(|m| m.get("method").is_none())
+                .and_then(|m| m.get("id"))
+                .and_then(Value::as_str)
+            {
+                let waiting = layer
+                    .shared
+                    .waiting
+                    .lock()
+                    .ok()
+                    .and_then(|mut w| w.remove(id));
+                if let Some(sender) = waiting {
+                    let _ = sender.send(bytes);
+                    return Ok(empty(StatusCode::ACCEPTED));
+                }
+            }
+            let session = parts
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let elicits = session
+                .as_ref()
+                .is_some_and(|s| layer.shared.elicits.lock().is_ok_and(|set| set.contains(s)));
+            let declares_elicitation = message.as_ref().is_some_and(|m| {
+                m.get("method").and_then(Value::as_str) == Some("initialize")
+                    && m.pointer("/params/capabilities/elicitation").is_some()
+            });
             let identity = (layer.identity)(&parts);
-            let mut relay = Relay::builder(Arc::clone(&layer.engine)).max_message(layer.max_body);
+            let mut relay = Relay::builder(Arc::clone(&layer.engine))
+                .max_message(layer.max_body)
+                .client_elicits(elicits);
             if let Some(approvals) = &layer.approvals {
                 relay = relay.approvals(approvals.clone());
             }
@@ -228,6 +293,20 @@ where
             }
             let relay = relay.build();
             let out = relay.from_client(&bytes);
+            if out.to_server.is_empty() {
+                if let Some(ask) = out.to_client.first().filter(|m| is_approval_request(m)) {
+                    let held = HeldCall {
+                        ask: ask.clone(),
+                        relay,
+                        inner,
+                        method: parts.method.clone(),
+                        uri: parts.uri.clone(),
+                        headers: parts.headers.clone(),
+                        layer: layer.clone(),
+                    };
+                    return Ok(held.into_response());
+                }
+            }
             let Some(forward) = out.to_server.into_iter().next() else {
                 return Ok(match out.to_client.first() {
                     Some(text) => {
@@ -249,6 +328,20 @@ where
             let response = inner
                 .call(Request::from_parts(parts, Full::new(Bytes::from(forward))))
                 .await?;
+            if declares_elicitation {
+                if let Some(created) = response
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    if let Ok(mut set) = layer.shared.elicits.lock() {
+                        if set.len() >= MAX_SESSIONS {
+                            set.clear();
+                        }
+                        set.insert(created.to_owned());
+                    }
+                }
+            }
             Ok(relay_response(relay, response, layer.max_body).await)
         })
     }
@@ -365,6 +458,183 @@ where
                 }
             }
         }
+    }
+}
+
+/// Whether a message the relay wrote for the client is its approval request.
+fn is_approval_request(message: &str) -> bool {
+    serde_json::from_str::<Value>(message).is_ok_and(|m| {
+        m.get("method").and_then(Value::as_str) == Some("elicitation/create")
+            && m.get("id").is_some()
+    })
+}
+
+/// A call held for a person's approval on a revision before 2026-07-28: its response is
+/// an event stream that first asks, then, once the answer came (by another POST), carries
+/// the call's outcome.
+struct HeldCall<S, F> {
+    ask: String,
+    relay: Relay,
+    inner: S,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    layer: PolicyLayer<F>,
+}
+
+impl<S, F, ResBody> HeldCall<S, F>
+where
+    S: tower_service::Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    F: Send + Sync + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    fn into_response(self) -> Response<PolicyBody> {
+        let HeldCall {
+            ask,
+            relay,
+            mut inner,
+            method,
+            uri,
+            headers,
+            layer,
+        } = self;
+        let ask_id = serde_json::from_str::<Value>(&ask)
+            .ok()
+            .and_then(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut waiting) = layer.shared.waiting.lock() {
+            waiting.insert(ask_id.clone(), sender);
+        }
+        let guard = Waiting {
+            shared: Arc::clone(&layer.shared),
+            id: ask_id.clone(),
+        };
+        let timeout = layer
+            .timer
+            .as_ref()
+            .zip(layer.approvals.as_ref())
+            .map(|(timer, approvals)| timer(approvals.answer_timeout()));
+        let max = layer.max_body;
+        let outcome = async move {
+            let _guard = guard;
+            let answer = first_of(receiver, timeout).await.unwrap_or_else(|| {
+                // No answer in time (or the answer's sender went away): a decline.
+                Bytes::from(
+                    json!({"jsonrpc": "2.0", "id": ask_id, "result": {"action": "cancel"}})
+                        .to_string(),
+                )
+            });
+            let out = relay.from_client(&answer);
+            let Some(forward) = out.to_server.into_iter().next() else {
+                return events(out.to_client);
+            };
+            let mut request = Request::new(Full::new(Bytes::from(forward)));
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers;
+            request.headers_mut().remove(CONTENT_LENGTH);
+            let Ok(response) = inner.call(request).await else {
+                return events(relay.server_closed().to_client);
+            };
+            let response = relay_response(relay, response, max).await;
+            let kind = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            if kind.starts_with("text/event-stream") {
+                body
+            } else {
+                events(vec![String::from_utf8_lossy(&body).into_owned()])
+            }
+        };
+        let body = Held {
+            first: Some(events(vec![ask])),
+            rest: Some(Box::pin(outcome)),
+        };
+        let mut response = Response::new(body.boxed_unsync());
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        response
+    }
+}
+
+/// Removes a held call's entry when its stream ends or the client goes away.
+struct Waiting {
+    shared: Arc<Shared>,
+    id: String,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.shared.waiting.lock() {
+            waiting.remove(&self.id);
+        }
+    }
+}
+
+/// The answer, or `None` when the timer fires first or the sender went away.
+async fn first_of(
+    mut receiver: oneshot::Receiver<Bytes>,
+    mut timeout: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> Option<Bytes> {
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(answer) = Pin::new(&mut receiver).poll(cx) {
+            return Poll::Ready(answer.ok());
+        }
+        match timeout.as_mut().map(|t| t.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Messages as event-stream events.
+fn events(messages: Vec<String>) -> Bytes {
+    let mut text = String::new();
+    for message in messages {
+        text.push_str("event: message\ndata: ");
+        text.push_str(&message);
+        text.push_str("\n\n");
+    }
+    Bytes::from(text)
+}
+
+/// The body of a held call: the approval request at once, the outcome when it is known.
+struct Held {
+    first: Option<Bytes>,
+    rest: Option<Pin<Box<dyn Future<Output = Bytes> + Send>>>,
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let Some(rest) = self.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let bytes = ready!(rest.as_mut().poll(cx));
+        self.rest = None;
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
     }
 }
 

@@ -75,8 +75,11 @@ impl Service<Request<Full<Bytes>>> for Server {
                 "error": {"code": -32602, "message": "no such tool"}}),
             (Some("tools/call"), Some(name)) => json!({"jsonrpc": "2.0", "id": id, "result": {
                 "content": [{"type": "text", "text": format!("ran {name}")}], "isError": name == "fail"}}),
+            (Some("initialize"), _) => json!({"jsonrpc": "2.0", "id": id, "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}}}}),
             _ => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
         };
+        let session = message["method"] == "initialize";
         let response = if sse {
             let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
                 "params": {"progressToken": 1, "progress": 0.5}});
@@ -85,9 +88,11 @@ impl Service<Request<Full<Bytes>>> for Server {
                 .header("content-type", "text/event-stream")
                 .body(Full::new(Bytes::from(stream)))
         } else {
-            Response::builder()
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(answer.to_string())))
+            let mut builder = Response::builder().header("content-type", "application/json");
+            if session {
+                builder = builder.header("mcp-session-id", "s1");
+            }
+            builder.body(Full::new(Bytes::from(answer.to_string())))
         };
         std::future::ready(Ok(response.unwrap()))
     }
@@ -96,7 +101,8 @@ impl Service<Request<Full<Bytes>>> for Server {
 const POLICY: &str = r#"{"version": "1", "hide": ["delete_*"], "tools": {
     "get_ticket": {}, "fail": {"limits": [{"window": "minute", "max": 1}]},
     "missing": {"limits": [{"window": "minute", "max": 1}]},
-    "close_client": {"action": "deny", "reason": "never automated"}}}"#;
+    "close_client": {"action": "deny", "reason": "never automated"},
+    "send_email": {"action": "require_approval", "reason": "emails are reviewed"}}}"#;
 
 struct Harness {
     server: Server,
@@ -115,11 +121,17 @@ fn grant_header(parts: &http::request::Parts) -> Identity {
 }
 
 fn harness() -> Harness {
+    harness_with(|layer| layer)
+}
+
+type TestLayer = PolicyLayer<fn(&http::request::Parts) -> Identity>;
+
+fn harness_with(configure: impl FnOnce(TestLayer) -> TestLayer) -> Harness {
     let engine = Engine::builder(POLICY.parse::<Policy>().unwrap())
         .clock(ManualClock::new())
         .build();
     let identity: fn(&http::request::Parts) -> Identity = grant_header;
-    let layer = PolicyLayer::new(engine, identity).max_body(10_000);
+    let layer = configure(PolicyLayer::new(engine, identity).max_body(10_000));
     let server = Server::default();
     Harness {
         service: layer.layer(server.clone()),
@@ -283,4 +295,115 @@ fn outcomes_are_read_from_json_and_from_event_streams() {
         );
         assert_eq!(h.received(), 3);
     }
+}
+
+fn approvals() -> mcp_policy::mcp::Approvals {
+    let key = mcp_policy::mcp::ApprovalKey::from_hex(&"3".repeat(64)).unwrap();
+    mcp_policy::mcp::Approvals::new(key)
+}
+
+/// Initializes a session that can elicit, then asks to call `send_email`: the held
+/// response, whose first event is the approval request (returned with its id).
+fn held_call(
+    h: &mut Harness,
+) -> (
+    http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>,
+    Value,
+) {
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}}}}"#;
+    assert_eq!(h.post(init, &[]).0, StatusCode::OK);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"x"}}}"#;
+    let request = Request::post("/mcp")
+        .header("x-grant", "g1")
+        .header("mcp-session-id", "s1")
+        .body(Full::new(Bytes::from(call)))
+        .unwrap();
+    let response = block_on(h.service.call(request)).unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    let first = block_on(body.frame())
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let text = String::from_utf8(first.to_vec()).unwrap();
+    let ask: Value =
+        serde_json::from_str(text.trim().trim_start_matches("event: message\ndata: ")).unwrap();
+    assert_eq!(ask["method"], "elicitation/create", "{text}");
+    (body, ask)
+}
+
+fn rest(
+    body: http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>,
+) -> Value {
+    let bytes = block_on(body.collect()).unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let data = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .next_back()
+        .unwrap()
+        .to_owned();
+    serde_json::from_str(&data).unwrap()
+}
+
+#[test]
+fn older_sessions_are_asked_on_the_calls_stream_and_answer_with_a_post() {
+    let mut h = harness_with(|layer| layer.approvals(approvals()));
+    let (body, ask) = held_call(&mut h);
+    assert!(ask["params"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("emails are reviewed"));
+    let yes = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"approve": true}}});
+    let (status, _, _) = h.post(&yes.to_string(), &[("mcp-session-id", "s1")]);
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let result = rest(body);
+    assert_eq!(result["id"], 9);
+    assert_eq!(result["result"]["content"][0]["text"], "ran send_email");
+    let calls = h
+        .server
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["params"]["name"] == "send_email")
+        .count();
+    assert_eq!(calls, 1);
+
+    let (body, ask) = held_call(&mut h);
+    let no = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}});
+    assert_eq!(h.post(&no.to_string(), &[]).0, StatusCode::ACCEPTED);
+    assert_eq!(
+        rest(body)["result"]["structuredContent"]["code"],
+        "approval_declined"
+    );
+    let calls = h
+        .server
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m["params"]["name"] == "send_email")
+        .count();
+    assert_eq!(calls, 1, "the declined call never ran");
+}
+
+#[test]
+fn an_unanswered_approval_request_times_out_as_a_decline() {
+    // A timer that has already run out.
+    let timer: mcp_policy::http::Timer = Arc::new(|_| Box::pin(std::future::ready(())));
+    let mut h = harness_with(|layer| layer.approvals(approvals()).timer(timer));
+    let (body, _) = held_call(&mut h);
+    assert_eq!(
+        rest(body)["result"]["structuredContent"]["code"],
+        "approval_declined"
+    );
+    // Without elicitation in initialize, the call gets approval_required.
+    let mut h = harness_with(|layer| layer.approvals(approvals()));
+    let (_, answer) = h.call(3, "send_email", &[]);
+    assert_eq!(
+        answer["result"]["structuredContent"]["code"],
+        "approval_required"
+    );
 }

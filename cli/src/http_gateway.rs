@@ -145,6 +145,7 @@ async fn serve(
     let identity: fn(&http::request::Parts) -> Identity = identity_of;
     let layer = PolicyLayer::new(Arc::clone(&engine), identity)
         .approvals(approvals)
+        .timer(Arc::new(|wait| Box::pin(tokio::time::sleep(wait))))
         .max_body(options.max_message);
     // Small requests and answers: send them at once rather than wait to fill packets.
     let mut connector = HttpConnector::new();

@@ -211,6 +211,7 @@ fn the_python_sdk_works_through_the_http_gateway_on_json_and_event_streams() {
             "legacy: allowed call",
             "legacy: denied call never ran",
             "legacy: limited call",
+            "legacy: approved call ran once",
         ] {
             assert!(
                 stdout.contains(&format!("ok: {check}")),

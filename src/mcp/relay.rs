@@ -158,6 +158,14 @@ impl RelayBuilder {
         self
     }
 
+    /// Tells the relay the client declared the elicitation capability in an `initialize`
+    /// it did not see (an HTTP gateway builds a relay per request; the session's
+    /// `initialize` went through another).
+    pub fn client_elicits(self, elicits: bool) -> RelayBuilder {
+        self.relay.state.lock().client_elicits = elicits;
+        self
+    }
+
     /// Asks a person, through the MCP client, to approve calls the policy holds for
     /// approval, instead of refusing them (off by default).
     ///
@@ -260,6 +268,11 @@ impl Approvals {
     pub fn timeout(mut self, timeout: Duration) -> Approvals {
         self.timeout = timeout;
         self
+    }
+
+    /// How long a call waits for a person's answer on revisions before 2026-07-28.
+    pub fn answer_timeout(&self) -> Duration {
+        self.timeout
     }
 }
 
@@ -803,7 +816,15 @@ impl Relay {
             );
             return None;
         }
-        let ask_id = Value::from(format!("mcp-policy-approval-{}", state.next_id));
+        // Unique beyond this relay: an HTTP gateway matches answers to the relay of the
+        // request that asked, among many.
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        let ask_id = Value::from(format!(
+            "mcp-policy-approval-{}-{}",
+            state.next_id,
+            super::digest::hex(&nonce)
+        ));
         state.next_id += 1;
         state.asking.insert(
             ask_id.to_string(),

@@ -53,15 +53,10 @@ async def session(mode):
             limited = await client.call_tool("whmcs_update_ticket", {"ticket_id": 1, "status": "Open"})
             check(not first.is_error and limited.structured_content["code"] == "rate_limited",
                   f"{mode}: limited call")
-            if mode == "auto":
-                before = ran("whmcs_send_email")
-                sent = await client.call_tool("whmcs_send_email", {"client_id": 7, "template": "welcome"})
-                check(not sent.is_error and ran("whmcs_send_email") == before + 1,
-                      f"{mode}: approved call ran once ({sent.content[0].text})")
-            else:
-                held = await client.call_tool("whmcs_send_email", {"client_id": 7, "template": "welcome"})
-                check(held.is_error and held.structured_content["code"] == "approval_required",
-                      f"{mode}: approval over HTTP needs 2026-07-28; older revisions get approval_required")
+            before = ran("whmcs_send_email")
+            sent = await client.call_tool("whmcs_send_email", {"client_id": 7, "template": "welcome"})
+            check(not sent.is_error and ran("whmcs_send_email") == before + 1,
+                  f"{mode}: approved call ran once ({sent.content[0].text})")
             print(f"{mode}: protocol {getattr(client.session, 'protocol_version', None)}")
 
 

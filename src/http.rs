@@ -693,19 +693,31 @@ fn header_mismatch(headers: &http::HeaderMap, body: &[u8]) -> Option<Value> {
     let method = message.get("method")?.as_str()?;
     let name = message.pointer("/params/name").and_then(Value::as_str);
     let header = |key: &str| headers.get(key).map(decode_header);
-    let modern = mcp::Revision::of_request(&message)
-        .is_some_and(mcp::Revision::requires_result_type)
-        || headers
-            .get("mcp-protocol-version")
-            .and_then(|v| v.to_str().ok())
-            .and_then(mcp::Revision::parse)
-            .is_some_and(mcp::Revision::requires_result_type);
+    let in_meta = message
+        .pointer("/params/_meta")
+        .and_then(|meta| meta.get(mcp::PROTOCOL_VERSION_META))
+        .and_then(Value::as_str);
+    let in_header = headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok());
+    let modern = [in_meta, in_header]
+        .into_iter()
+        .flatten()
+        .filter_map(mcp::Revision::parse)
+        .any(mcp::Revision::requires_result_type);
     let refuse = |why: String| {
         Some(
             json!({"jsonrpc": "2.0", "id": message.get("id").cloned().unwrap_or(Value::Null),
             "error": {"code": HEADER_MISMATCH, "message": why}}),
         )
     };
+    if let (Some(meta), Some(header)) = (in_meta, in_header) {
+        if meta != header {
+            return refuse(format!(
+                "the MCP-Protocol-Version header says {header:?}, the request's _meta {meta:?}"
+            ));
+        }
+    }
     match header("mcp-method") {
         Some(Some(value)) if value != method => {
             return refuse(format!(

@@ -233,6 +233,17 @@ fn headers_must_match_the_body_and_are_required_on_2026_07_28() {
     );
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.contains("resultType"), "a 2026 result: {text}");
+    // A protocol version header that contradicts the request's _meta.
+    let (status, _, text) = h.post(
+        &modern("get_ticket"),
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "get_ticket"),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("MCP-Protocol-Version"), "{text}");
     // Older revisions: optional, but a contradicting one is refused.
     assert_eq!(h.call(2, "get_ticket", &[]).0, StatusCode::OK);
     assert_eq!(

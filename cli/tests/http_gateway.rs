@@ -246,6 +246,12 @@ fn unknown_tokens_batches_id_less_calls_and_contradicting_headers_never_reach_th
         assert_eq!(status, 401);
         assert!(head.contains("www-authenticate: bearer"), "{head}");
     }
+    // A session this gateway never saw created (another token's would be the same).
+    let (status, _, _) = stack.post(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[auth, ("mcp-session-id", "made-up")],
+    );
+    assert_eq!(status, 404);
     // A header naming another tool than the body.
     let mut headers = modern.to_vec();
     headers.extend([auth, ("mcp-name", "whmcs_get_ticket")]);

@@ -1,5 +1,6 @@
 //! `mcp-policy gateway --listen` end to end: the official MCP Python SDK's Streamable HTTP
-//! client through the real gateway process to the SDK's Streamable HTTP server (JSON and
+//! client through the real gateway process to the SDK's Streamable HTTP server
+//! (`tests/e2e/sdk_server.py http`) (JSON and
 //! event-stream responses; 2026-07-28 and the 2025 handshake), plus raw HTTP requests
 //! the SDK never sends (unknown tokens, batches, id-less calls, contradicting headers),
 //! and a bounded load test: 100 concurrent clients on loopback, limits exact.
@@ -73,13 +74,14 @@ impl Stack {
         )
         .unwrap();
         let server_port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_http_server.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_server.py");
         let server = Running(
             Command::new(python)
                 .arg(script)
+                .arg("http")
                 .arg(server_port.to_string())
                 .arg(mode)
-                .arg(dir.join("server.log"))
+                .env("SDK_SERVER_LOG", dir.join("server.log"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -1,8 +1,12 @@
 """An MCP server built with the official Python SDK (2.x), which speaks 2026-07-28 and the
 2025 revisions: the upstream of the SDK end-to-end tests. With SDK_SERVER_LOG=FILE it
-appends every tool call it runs to FILE as a JSON line {"tool", "args"}."""
+appends every tool call it runs to FILE as a JSON line {"tool", "args"}.
+
+Usage: sdk_server.py (stdio), or sdk_server.py http PORT json|sse (Streamable HTTP on
+127.0.0.1:PORT, answering with JSON or event streams)."""
 import json
 import os
+import sys
 
 from mcp.server.mcpserver import MCPServer
 
@@ -40,14 +44,20 @@ def whmcs_send_email(client_id: int, template: str) -> str:
 @app.tool()
 def whmcs_close_client(client_id: int) -> str:
     """Close a client account."""
+    log("whmcs_close_client", client_id=client_id)
     return f"closed {client_id}"
 
 
 @app.tool()
 def whmcs_delete_client(client_id: int) -> str:
     """Delete a client."""
+    log("whmcs_delete_client", client_id=client_id)
     return f"deleted {client_id}"
 
 
 if __name__ == "__main__":
-    app.run()
+    if sys.argv[1:2] == ["http"]:
+        app.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[2]),
+                json_response=(sys.argv[3] == "json"))
+    else:
+        app.run()

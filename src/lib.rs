@@ -121,6 +121,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod call;
 mod clock;
 mod decision;

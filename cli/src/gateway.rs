@@ -41,6 +41,11 @@ pub struct GatewayArgs {
     /// How long a sealed approval (2026-07-28) stays usable.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     approval_ttl: u64,
+    /// Append an audit record (one JSON line) for every decision and for the outcome of
+    /// every allowed call to FILE. A record that cannot be written (a full disk) is
+    /// reported on stderr; calls go on.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<FilePath>,
     /// Keep counts (and used approvals) in Redis, shared with every gateway that uses the
     /// same server and prefix, instead of in memory.
     #[arg(long, value_name = "URL")]
@@ -165,8 +170,19 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .unwrap_or_default();
         format!("gw-{}-{}", std::process::id(), started.as_millis())
     });
+    let audit = match &args.audit {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", path.display())))?,
+        )),
+        None => None,
+    };
     let mut relay = Relay::builder(engine)
         .approvals(approvals)
+        .audit(audit.is_some())
         .session(session)
         .max_message(args.max_message)
         .request_timeout(Duration::from_secs(args.request_timeout.max(1)));
@@ -176,8 +192,13 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     if let Some(agent) = &args.identity.agent {
         relay = relay.agent(agent.clone());
     }
+    let relay = relay.build();
+    if let Some(hex) = file_sha256(&args.policy) {
+        relay.set_policy_sha256(hex);
+    }
     let gateway = Arc::new(Gateway {
-        relay: relay.build(),
+        relay,
+        audit,
         policy_path: args.policy,
         reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
         client: Mutex::new(std::io::stdout()),
@@ -205,6 +226,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
 
 struct Gateway {
     relay: Relay,
+    audit: Option<Mutex<std::fs::File>>,
     policy_path: PathBuf,
     reload_interval: Duration,
     client: Mutex<std::io::Stdout>,
@@ -274,6 +296,9 @@ impl Gateway {
             match load_policy(&self.policy_path) {
                 Ok(policy) => {
                     self.relay.engine().reload(policy);
+                    if let Some(hex) = file_sha256(&self.policy_path) {
+                        self.relay.set_policy_sha256(hex);
+                    }
                     eprintln!(
                         "mcp-policy gateway: reloaded {}",
                         self.policy_path.display()
@@ -289,6 +314,17 @@ impl Gateway {
     fn write(&self, output: Output) {
         for note in &output.notes {
             eprintln!("mcp-policy gateway: {note}");
+        }
+        if let (Some(file), false) = (&self.audit, output.audit.is_empty()) {
+            if let Ok(mut file) = file.lock() {
+                for record in &output.audit {
+                    // One line per record, flushed, so a crash loses at most the line
+                    // being written. A full disk is reported and the call goes on.
+                    if let Err(e) = writeln!(file, "{record}").and_then(|()| file.flush()) {
+                        eprintln!("mcp-policy gateway: cannot write the audit log: {e}");
+                    }
+                }
+            }
         }
         if !output.to_server.is_empty() {
             if let Ok(mut server) = self.server.lock() {
@@ -316,4 +352,16 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Lowercase hex SHA-256 of a file's bytes.
+fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).ok()?;
+    Some(
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }

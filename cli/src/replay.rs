@@ -1,8 +1,11 @@
 //! `mcp-policy replay`: decide logged calls again, or compare two policies on them.
 //!
-//! The log is JSON lines, one call each: `{"tool", "args"?, "grant"?, "agent"?,
-//! "session"?, "approved"?, "at_ms"?}` (`at_ms`: milliseconds since the log's start,
-//! so limits see the calls' real spacing).
+//! The log is JSON lines: calls `{"tool", "args"?, "grant"?, "agent"?, "session"?,
+//! "approved"?, "at_ms"?}` (`at_ms`: milliseconds since the log's start, so limits see
+//! the calls' real spacing), or a gateway's audit log (`--audit`): decision records are
+//! decided again at their times, outcome records that gave units back give them back
+//! again, and each decision is compared with the logged one. A record kept without its
+//! arguments is decided without them.
 
 use crate::files::{load_policy, read_text};
 use crate::{Failure, FilePath, Format};
@@ -49,6 +52,8 @@ struct Replayer {
     engine: Engine,
     clock: ManualClock,
     now_ms: u64,
+    /// Decisions of audit records, by record id, until their outcome.
+    decided: std::collections::HashMap<String, Decision>,
 }
 
 impl Replayer {
@@ -58,6 +63,14 @@ impl Replayer {
             engine: Engine::builder(policy).clock(clock.clone()).build(),
             clock,
             now_ms: 0,
+            decided: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Gives back what the decision logged as `id` recorded, as its outcome did.
+    fn refund(&mut self, id: &str) {
+        if let Some(decision) = self.decided.remove(id) {
+            let _ = self.engine.refund(&decision);
         }
     }
 
@@ -87,24 +100,49 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
     };
     let text = read_text(&args.log)?;
     let mut differ = 0usize;
+    let (mut logged, mut reproduced) = (0usize, 0usize);
+    let mut start_ms: Option<u64> = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(line)
-            .map_err(|e| Failure::Usage(format!("{}:{}: {e}", args.log.display(), i + 1)))?;
-        let decision = first.decide(&record);
         let line_no = i + 1;
-        match &mut second {
+        let bad = |e: String| Failure::Usage(format!("{}:{line_no}: {e}", args.log.display()));
+        let value: Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let parsed = parse_line(value, &mut start_ms).map_err(bad)?;
+        let (record, audit) = match parsed {
+            Parsed::Refunded { decision_id } => {
+                first.refund(&decision_id);
+                if let Some(other) = &mut second {
+                    other.refund(&decision_id);
+                }
+                continue;
+            }
+            Parsed::Skip => continue,
+            Parsed::Call(record) => (record, None),
+            Parsed::Audit(record, audit) => (record, Some(audit)),
+        };
+        let decision = first.decide(&record);
+        let against = second.as_mut().map(|other| other.decide(&record));
+        let mut note = String::new();
+        if let Some(audit) = &audit {
+            logged += 1;
+            if decision.code() == audit.code {
+                reproduced += 1;
+            } else {
+                note = format!("  (logged: {})", audit.code);
+            }
+        }
+        match &against {
             None => match args.format {
-                Format::Text => outln!("{line_no}: {decision}"),
+                Format::Text => outln!("{line_no}: {decision}{note}"),
                 Format::Json => outln!(
                     "{}",
-                    json!({"line": line_no, "tool": record.tool, "decision": decision})
+                    json!({"line": line_no, "tool": record.tool, "decision": decision,
+                           "logged": audit.as_ref().map(|a| &a.code)})
                 ),
             },
-            Some(other) => {
-                let against = other.decide(&record);
+            Some(against) => {
                 if against.code() != decision.code() || against.rule() != decision.rule() {
                     differ += 1;
                     match args.format {
@@ -120,6 +158,21 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
                 }
             }
         }
+        // Kept (not cloned: a clone cannot refund) until the record's outcome.
+        if let Some(audit) = audit {
+            first.decided.insert(audit.id.clone(), decision);
+            if let (Some(other), Some(against)) = (&mut second, against) {
+                other.decided.insert(audit.id, against);
+            }
+        }
+    }
+    if logged > 0 && second.is_none() {
+        if args.format == Format::Text {
+            outln!("{reproduced} of {logged} logged decisions reproduced");
+        }
+        if reproduced < logged {
+            return Ok(ExitCode::from(1));
+        }
     }
     if second.is_some() {
         if args.format == Format::Text {
@@ -130,4 +183,65 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line of a log.
+enum Parsed {
+    Call(Record),
+    Audit(Record, Logged),
+    /// An outcome that gave the decision's units back.
+    Refunded {
+        decision_id: String,
+    },
+    /// An outcome that gave nothing back.
+    Skip,
+}
+
+/// What an audit record says was decided.
+struct Logged {
+    id: String,
+    code: String,
+}
+
+/// Reads a call, an audit decision record or an audit outcome record.
+fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String> {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    if let Some(decision_id) = text("decision_id") {
+        let refunded = value.get("refunded") == Some(&Value::Bool(true));
+        return Ok(match refunded {
+            true => Parsed::Refunded { decision_id },
+            false => Parsed::Skip,
+        });
+    }
+    if value.get("args_sha256").is_none() {
+        return serde_json::from_value(value)
+            .map(Parsed::Call)
+            .map_err(|e| e.to_string());
+    }
+    // A person's decline or a bad approval is the gateway's decision, not the policy's:
+    // nothing to decide again.
+    if matches!(
+        text("code").as_deref(),
+        Some("approval_declined" | "approval_invalid" | "store_failed")
+    ) {
+        return Ok(Parsed::Skip);
+    }
+    let time = text("time").ok_or("an audit record without \"time\"")?;
+    let ms = mcp_policy::audit::parse_rfc3339(&time)
+        .ok_or_else(|| format!("\"time\": {time:?} is not an RFC 3339 time"))?;
+    let start = *start_ms.get_or_insert(ms);
+    let record = Record {
+        tool: text("tool").ok_or("an audit record without \"tool\"")?,
+        args: value.get("args").cloned(),
+        grant: text("grant"),
+        agent: text("agent"),
+        session: text("session"),
+        approved: value.get("approval").is_some_and(|a| !a.is_null()),
+        at_ms: ms.saturating_sub(start),
+    };
+    let logged = Logged {
+        id: text("id").unwrap_or_default(),
+        code: text("code").unwrap_or_default(),
+    };
+    Ok(Parsed::Audit(record, logged))
 }

@@ -6,6 +6,7 @@ use super::{
     SealedApproval, APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST,
     STATE_PREFIX,
 };
+use crate::audit::{AuditRecord, OutcomeRecord};
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, DenyCode};
@@ -90,6 +91,9 @@ pub struct Relay {
     request_timeout: Duration,
     clock: Arc<dyn Clock>,
     approvals: Option<Approvals>,
+    audit: bool,
+    /// The SHA-256 of the policy file, for audit records.
+    policy_sha256: Mutex<Option<String>>,
     state: Mutex<State>,
     /// The policy's argument names by folded case, rebuilt when the policy changes.
     argument_names: Mutex<Option<(Arc<Policy>, Arc<ArgumentNames>)>>,
@@ -158,6 +162,13 @@ impl RelayBuilder {
         self
     }
 
+    /// Keeps an audit record of every decision and of every allowed call's outcome, in
+    /// [`Output::audit`] (off by default).
+    pub fn audit(mut self, audit: bool) -> RelayBuilder {
+        self.relay.audit = audit;
+        self
+    }
+
     /// Tells the relay the client declared the elicitation capability in an `initialize`
     /// it did not see (an HTTP gateway builds a relay per request; the session's
     /// `initialize` went through another).
@@ -209,6 +220,9 @@ pub struct Output {
     pub to_server: Vec<String>,
     /// What happened, for the operator's log: decisions, refusals, dropped messages.
     pub notes: Vec<String>,
+    /// Audit records (one JSON object each: decisions, and outcomes of allowed calls),
+    /// when the relay keeps them ([`RelayBuilder::audit`]).
+    pub audit: Vec<String>,
 }
 
 #[derive(Default)]
@@ -286,7 +300,12 @@ struct Pending {
 enum Kind {
     /// An allowed call, and what it binds when approvals are on (to seal a continuation
     /// if the server asks for more input). Boxed: most requests are not calls.
-    Call(Box<Decision>, Option<Box<ApprovalBinding>>),
+    Call {
+        decision: Box<Decision>,
+        binding: Option<Box<ApprovalBinding>>,
+        /// The id of the decision's audit record.
+        audit: Option<String>,
+    },
     /// The retry of a call the server asked more input for: charged already.
     Continuation(Box<ApprovalBinding>),
     ToolsList,
@@ -311,6 +330,8 @@ impl Relay {
                 request_timeout: Duration::from_secs(600),
                 clock: Arc::new(SystemClock::new()),
                 approvals: None,
+                audit: false,
+                policy_sha256: Mutex::new(None),
                 state: Mutex::new(State {
                     next_id: 1,
                     ..State::default()
@@ -323,6 +344,12 @@ impl Relay {
     /// The engine, to reload its policy.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Names the policy file in audit records from now on: the lowercase hex SHA-256 of
+    /// its bytes (a gateway sets it at start and on each reload).
+    pub fn set_policy_sha256(&self, hex: impl Into<String>) {
+        *self.policy_sha256.lock() = Some(hex.into());
     }
 
     /// The largest message accepted, in bytes: a transport reads no more than this.
@@ -411,18 +438,20 @@ impl Relay {
             .collect();
         for key in unanswered {
             if let Some(asking) = state.asking.remove(&key) {
-                let tool = asking
-                    .request
-                    .pointer("/params/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let call = tool_call(&asking.request)
+                    .unwrap_or_else(|_| ToolCall::new(""))
+                    .ids(
+                        self.grant.as_deref(),
+                        self.agent.as_deref(),
+                        self.session.as_deref(),
+                    );
                 let denial = Decision::refused(
-                    &ToolCall::new(tool),
+                    &call,
                     DenyCode::ApprovalDeclined,
                     "no person answered the approval request in time".into(),
                 );
                 out.notes.push(denial.to_string());
-                self.refuse(&asking.client_id, &denial, asking.revision, &mut out);
+                self.refuse(&asking.client_id, &call, &denial, asking.revision, &mut out);
             }
         }
         let before = state.server_requests.len();
@@ -591,26 +620,28 @@ impl Relay {
         if let Some((sealed, answer)) = retry {
             let decision =
                 self.approved_retry(&call, sealed, answer.as_ref(), id, revision, out)?;
-            return Some(self.call_kind(decision, &call));
+            return Some(self.call_kind(decision, &call, id, out));
         }
         let decision = self.engine.evaluate(&call);
         out.notes.push(decision.to_string());
         if decision.is_allowed() {
-            return Some(self.call_kind(decision, &call));
+            return Some(self.call_kind(decision, &call, id, out));
         }
         if let (Decision::RequireApproval { reason, .. }, Some(approvals)) =
             (&decision, &self.approvals)
         {
             if can_elicit {
+                self.record(id, &call, &decision, out);
                 self.ask_in_result(approvals, &call, reason, id, out);
                 return None;
             }
             if !revision.requires_result_type() && self.state.lock().client_elicits {
+                self.record(id, &call, &decision, out);
                 self.ask_by_request(approvals, &call, reason, request, id, revision, out);
                 return None;
             }
         }
-        self.refuse(id, &decision, revision, out);
+        self.refuse(id, &call, &decision, revision, out);
         None
     }
 
@@ -654,7 +685,15 @@ impl Relay {
     }
 
     /// Answers a refused call with its refusal.
-    fn refuse(&self, id: &Value, decision: &Decision, revision: Revision, out: &mut Output) {
+    fn refuse(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        revision: Revision,
+        out: &mut Output,
+    ) {
+        self.record(id, call, decision, out);
         if let Some(mut answer) = refusal(id, decision, revision) {
             let cannot_ask =
                 self.approvals.is_some() && matches!(decision, Decision::RequireApproval { .. });
@@ -668,6 +707,29 @@ impl Relay {
             }
             out.to_client.push(answer.to_string());
         }
+    }
+
+    /// Keeps the audit record of `decision` (when auditing); its id.
+    fn record(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        out: &mut Output,
+    ) -> Option<String> {
+        if !self.audit {
+            return None;
+        }
+        let mut nonce = [0u8; 12];
+        let _ = getrandom::fill(&mut nonce);
+        let record_id = super::digest::hex(&nonce);
+        let mut record = AuditRecord::new(&record_id, id, call, decision);
+        if let Some(hex) = self.policy_sha256.lock().clone() {
+            record = record.policy_sha256(hex);
+        }
+        out.audit
+            .push(serde_json::to_string(&record).unwrap_or_default());
+        Some(record_id)
     }
 
     /// Removes this relay's sealed state from a retried call; `None` when the call has
@@ -694,12 +756,23 @@ impl Relay {
 
     /// What an allowed call waits as: a call whose outcome settles its charges, with its
     /// binding when a continuation may have to be sealed.
-    fn call_kind(&self, decision: Decision, call: &ToolCall<'_>) -> Kind {
+    fn call_kind(
+        &self,
+        decision: Decision,
+        call: &ToolCall<'_>,
+        id: &Value,
+        out: &mut Output,
+    ) -> Kind {
+        let audit = self.record(id, call, &decision, out);
         let binding = self
             .approvals
             .as_ref()
             .map(|_| Box::new(self.binding(call)));
-        Kind::Call(Box::new(decision), binding)
+        Kind::Call {
+            decision: Box::new(decision),
+            binding,
+            audit,
+        }
     }
 
     /// The retry of a call the server asked more input for: checked against its seal and
@@ -732,7 +805,7 @@ impl Relay {
         if let Some((code, reason)) = problem {
             let denial = Decision::refused(&call, code, reason);
             out.notes.push(denial.to_string());
-            self.refuse(id, &denial, revision, out);
+            self.refuse(id, &call, &denial, revision, out);
             return None;
         }
         out.notes.push(format!(
@@ -866,7 +939,7 @@ impl Relay {
             Err(e) => {
                 let denial = Decision::refused(call, DenyCode::ApprovalInvalid, e.to_string());
                 out.notes.push(denial.to_string());
-                self.refuse(id, &denial, revision, out);
+                self.refuse(id, &call, &denial, revision, out);
                 return None;
             }
         };
@@ -877,7 +950,7 @@ impl Relay {
                 "the person asked did not approve this call".into(),
             );
             out.notes.push(denial.to_string());
-            self.refuse(id, &denial, revision, out);
+            self.refuse(id, &call, &denial, revision, out);
             return None;
         }
         let denial = match self.engine.use_once(&sealed.nonce, approvals.ttl) {
@@ -888,7 +961,7 @@ impl Relay {
         if let Some((code, reason)) = denial {
             let denial = Decision::refused(call, code, reason);
             out.notes.push(denial.to_string());
-            self.refuse(id, &denial, revision, out);
+            self.refuse(id, &call, &denial, revision, out);
             return None;
         }
         let decision = self.engine.evaluate(&call.approval(&sealed.nonce));
@@ -896,7 +969,7 @@ impl Relay {
         if decision.is_allowed() {
             return Some(decision);
         }
-        self.refuse(id, &decision, revision, out);
+        self.refuse(id, &call, &decision, revision, out);
         None
     }
 
@@ -916,11 +989,11 @@ impl Relay {
         } = asking;
         let approved = result.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of);
         let approval_id = ask_id.as_str().unwrap_or_default().to_owned();
-        let decision = {
+        let kind = {
             let Some(call) = self.checked_call(&request, &client_id, out) else {
                 return;
             };
-            if approved != ApprovalAnswer::Approved {
+            let decision = if approved != ApprovalAnswer::Approved {
                 Decision::refused(
                     &call,
                     DenyCode::ApprovalDeclined,
@@ -928,15 +1001,12 @@ impl Relay {
                 )
             } else {
                 self.engine.evaluate(&call.approval(&approval_id))
+            };
+            out.notes.push(decision.to_string());
+            if !decision.is_allowed() {
+                return self.refuse(&client_id, &call, &decision, revision, out);
             }
-        };
-        out.notes.push(decision.to_string());
-        if !decision.is_allowed() {
-            return self.refuse(&client_id, &decision, revision, out);
-        }
-        let kind = match self.checked_call(&request, &client_id, out) {
-            Some(call) => self.call_kind(decision, &call),
-            None => return,
+            self.call_kind(decision, &call, &client_id, out)
         };
         self.forward(request, client_id, kind, revision, out);
     }
@@ -1130,17 +1200,22 @@ impl Relay {
             }
         };
         match (&pending.kind, result.as_mut()) {
-            (Kind::Call(_, Some(binding)) | Kind::Continuation(binding), Some(result))
-                if pending.revision.requires_result_type()
-                    && result.get("resultType").and_then(Value::as_str)
-                        == Some("input_required") =>
+            (
+                Kind::Call {
+                    binding: Some(binding),
+                    ..
+                }
+                | Kind::Continuation(binding),
+                Some(result),
+            ) if pending.revision.requires_result_type()
+                && result.get("resultType").and_then(Value::as_str) == Some("input_required") =>
             {
                 // The server asks for more input: the call is not over. Its retry must
                 // carry the gateway's state, so it is not charged (or asked) again.
                 self.settle(&pending, Outcome::InputRequired, out);
                 self.wrap_server_state(binding, result, out);
             }
-            (Kind::Call(..), _) => {
+            (Kind::Call { .. }, _) => {
                 let outcome = match &result {
                     None => Outcome::NotRun,
                     Some(r)
@@ -1201,10 +1276,24 @@ impl Relay {
 
     /// Reports a call's outcome to the engine; notes a refund or its failure.
     fn settle(&self, pending: &Pending, outcome: Outcome, out: &mut Output) {
-        let Kind::Call(decision, _) = &pending.kind else {
+        let Kind::Call {
+            decision, audit, ..
+        } = &pending.kind
+        else {
             return;
         };
-        match self.engine.report_outcome(decision, outcome) {
+        let refunded = self.engine.report_outcome(decision, outcome);
+        if let Some(audit) = audit {
+            let record = OutcomeRecord::new(
+                audit,
+                &pending.client_id,
+                outcome,
+                matches!(refunded, Ok(true)),
+            );
+            out.audit
+                .push(serde_json::to_string(&record).unwrap_or_default());
+        }
+        match refunded {
             Ok(true) => out.notes.push(format!(
                 "{}: outcome {}; its units were given back",
                 decision.tool(),

@@ -939,7 +939,7 @@ impl Relay {
             Err(e) => {
                 let denial = Decision::refused(call, DenyCode::ApprovalInvalid, e.to_string());
                 out.notes.push(denial.to_string());
-                self.refuse(id, &call, &denial, revision, out);
+                self.refuse(id, call, &denial, revision, out);
                 return None;
             }
         };
@@ -950,7 +950,7 @@ impl Relay {
                 "the person asked did not approve this call".into(),
             );
             out.notes.push(denial.to_string());
-            self.refuse(id, &call, &denial, revision, out);
+            self.refuse(id, call, &denial, revision, out);
             return None;
         }
         let denial = match self.engine.use_once(&sealed.nonce, approvals.ttl) {
@@ -961,7 +961,7 @@ impl Relay {
         if let Some((code, reason)) = denial {
             let denial = Decision::refused(call, code, reason);
             out.notes.push(denial.to_string());
-            self.refuse(id, &call, &denial, revision, out);
+            self.refuse(id, call, &denial, revision, out);
             return None;
         }
         let decision = self.engine.evaluate(&call.approval(&sealed.nonce));
@@ -969,7 +969,7 @@ impl Relay {
         if decision.is_allowed() {
             return Some(decision);
         }
-        self.refuse(id, &call, &decision, revision, out);
+        self.refuse(id, call, &decision, revision, out);
         None
     }
 

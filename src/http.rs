@@ -89,7 +89,11 @@ pub struct PolicyLayer<F> {
     max_body: usize,
     shared: Arc<Shared>,
     timer: Option<Timer>,
+    audit: Option<AuditSink>,
 }
+
+/// Receives audit records, one JSON object per call (see [`crate::audit`]).
+pub type AuditSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Sleeps for a duration: the runtime's timer, for approval timeouts.
 pub type Timer = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -101,6 +105,8 @@ struct Shared {
     elicits: Mutex<HashSet<String>>,
     /// Held calls waiting for a person's answer, by the id of the approval request.
     waiting: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
+    /// The policy file's SHA-256, for audit records.
+    policy_sha256: Mutex<Option<String>>,
 }
 
 /// The most sessions remembered as able to elicit; past it the set starts over (those
@@ -116,6 +122,7 @@ impl<F> Clone for PolicyLayer<F> {
             max_body: self.max_body,
             shared: Arc::clone(&self.shared),
             timer: self.timer.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -133,6 +140,31 @@ where
             max_body: mcp::DEFAULT_MAX_MESSAGE,
             shared: Arc::default(),
             timer: None,
+            audit: None,
+        }
+    }
+
+    /// Hands an audit record of every decision, and of every allowed call's outcome, to
+    /// `sink` (one JSON object each).
+    pub fn audit(mut self, sink: AuditSink) -> PolicyLayer<F> {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Names the policy file in audit records from now on (the lowercase hex SHA-256 of
+    /// its bytes); every clone of the layer and its services sees it.
+    pub fn set_policy_sha256(&self, hex: impl Into<String>) {
+        if let Ok(mut current) = self.shared.policy_sha256.lock() {
+            *current = Some(hex.into());
+        }
+    }
+
+    /// Writes what the relay recorded to the audit sink.
+    fn emit(&self, records: &[String]) {
+        if let Some(sink) = &self.audit {
+            for record in records {
+                sink(record);
+            }
         }
     }
 
@@ -278,7 +310,8 @@ where
             let identity = (layer.identity)(&parts);
             let mut relay = Relay::builder(Arc::clone(&layer.engine))
                 .max_message(layer.max_body)
-                .client_elicits(elicits);
+                .client_elicits(elicits)
+                .audit(layer.audit.is_some());
             if let Some(approvals) = &layer.approvals {
                 relay = relay.approvals(approvals.clone());
             }
@@ -292,7 +325,17 @@ where
                 relay = relay.session(session);
             }
             let relay = relay.build();
+            if let Some(hex) = layer
+                .shared
+                .policy_sha256
+                .lock()
+                .ok()
+                .and_then(|h| h.clone())
+            {
+                relay.set_policy_sha256(hex);
+            }
             let out = relay.from_client(&bytes);
+            layer.emit(&out.audit);
             if out.to_server.is_empty() {
                 if let Some(ask) = out.to_client.first().filter(|m| is_approval_request(m)) {
                     let held = HeldCall {
@@ -342,14 +385,19 @@ where
                     }
                 }
             }
-            Ok(relay_response(relay, response, layer.max_body).await)
+            Ok(relay_response(relay, response, layer.max_body, layer.audit.clone()).await)
         })
     }
 }
 
 /// The inner service's response, rewritten by the relay: whole for JSON, event by event
 /// for an event stream.
-async fn relay_response<B>(relay: Relay, response: Response<B>, max: usize) -> Response<PolicyBody>
+async fn relay_response<B>(
+    relay: Relay,
+    response: Response<B>,
+    max: usize,
+    audit: Option<AuditSink>,
+) -> Response<PolicyBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -368,6 +416,7 @@ where
             relay,
             pending: Vec::new(),
             max,
+            audit,
         };
         return Response::from_parts(parts, body.boxed_unsync());
     }
@@ -391,6 +440,9 @@ where
         );
     }
     let out = relay.from_server(&bytes);
+    if let Some(sink) = &audit {
+        out.audit.iter().for_each(|record| sink(record));
+    }
     let text = out.to_client.into_iter().next().unwrap_or_default();
     Response::from_parts(
         parts,
@@ -409,6 +461,7 @@ pin_project_lite::pin_project! {
         // Bytes of an event not yet complete.
         pending: Vec<u8>,
         max: usize,
+        audit: Option<AuditSink>,
     }
 }
 
@@ -429,7 +482,7 @@ where
             // Emit every complete event held.
             if let Some(end) = event_end(this.pending) {
                 let event: Vec<u8> = this.pending.drain(..end).collect();
-                let rewritten = rewrite_event(this.relay, &event);
+                let rewritten = rewrite_event(this.relay, &event, this.audit.as_ref());
                 if rewritten.is_empty() {
                     continue;
                 }
@@ -453,7 +506,7 @@ where
                         return Poll::Ready(None);
                     }
                     let event = std::mem::take(this.pending);
-                    let rewritten = rewrite_event(this.relay, &event);
+                    let rewritten = rewrite_event(this.relay, &event, this.audit.as_ref());
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rewritten)))));
                 }
             }
@@ -518,6 +571,7 @@ where
             .zip(layer.approvals.as_ref())
             .map(|(timer, approvals)| timer(approvals.answer_timeout()));
         let max = layer.max_body;
+        let audit = layer.audit.clone();
         let outcome = async move {
             let _guard = guard;
             let answer = first_of(receiver, timeout).await.unwrap_or_else(|| {
@@ -528,6 +582,9 @@ where
                 )
             });
             let out = relay.from_client(&answer);
+            if let Some(sink) = &audit {
+                out.audit.iter().for_each(|record| sink(record));
+            }
             let Some(forward) = out.to_server.into_iter().next() else {
                 return events(out.to_client);
             };
@@ -539,7 +596,7 @@ where
             let Ok(response) = inner.call(request).await else {
                 return events(relay.server_closed().to_client);
             };
-            let response = relay_response(relay, response, max).await;
+            let response = relay_response(relay, response, max, audit).await;
             let kind = response
                 .headers()
                 .get(CONTENT_TYPE)
@@ -653,7 +710,7 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
 
 /// One event with its `data` (a JSON-RPC message) rewritten by the relay; other fields
 /// kept. An event whose message the relay drops disappears.
-fn rewrite_event(relay: &Relay, event: &[u8]) -> Vec<u8> {
+fn rewrite_event(relay: &Relay, event: &[u8], audit: Option<&AuditSink>) -> Vec<u8> {
     let text = String::from_utf8_lossy(event);
     let mut fields = Vec::new();
     let mut data = String::new();
@@ -673,6 +730,9 @@ fn rewrite_event(relay: &Relay, event: &[u8]) -> Vec<u8> {
         return event.to_vec();
     }
     let out = relay.from_server(data.as_bytes());
+    if let Some(sink) = audit {
+        out.audit.iter().for_each(|record| sink(record));
+    }
     let Some(message) = out.to_client.into_iter().next() else {
         return Vec::new();
     };

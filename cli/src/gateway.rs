@@ -109,6 +109,16 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     let approvals = Approvals::new(key)
         .timeout(Duration::from_secs(args.approval_timeout.max(1)))
         .ttl(Duration::from_secs(args.approval_ttl.max(1)));
+    let audit = match &args.audit {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     if let (Some(listen), Some(upstream), Some(tokens)) =
         (args.listen, args.upstream.clone(), args.tokens.clone())
     {
@@ -135,6 +145,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             policy: args.policy.clone(),
             reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
             max_message: args.max_message,
+            audit,
         };
         crate::http_gateway::run(options, engine, approvals)?;
         return Ok(ExitCode::SUCCESS);
@@ -170,16 +181,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .unwrap_or_default();
         format!("gw-{}-{}", std::process::id(), started.as_millis())
     });
-    let audit = match &args.audit {
-        Some(path) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", path.display())))?,
-        )),
-        None => None,
-    };
+    let audit = audit.map(Mutex::new);
     let mut relay = Relay::builder(engine)
         .approvals(approvals)
         .audit(audit.is_some())
@@ -355,7 +357,7 @@ impl Gateway {
 }
 
 /// Lowercase hex SHA-256 of a file's bytes.
-fn file_sha256(path: &Path) -> Option<String> {
+pub fn file_sha256(path: &Path) -> Option<String> {
     use sha2::Digest;
     let bytes = std::fs::read(path).ok()?;
     Some(

@@ -38,6 +38,7 @@ pub struct HttpOptions {
     pub policy: PathBuf,
     pub reload_interval: Duration,
     pub max_message: usize,
+    pub audit: Option<std::fs::File>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +121,8 @@ fn identity_of(parts: &http::request::Parts) -> Identity {
 
 struct Shared {
     service: PolicyService<Upstream, fn(&http::request::Parts) -> Identity>,
+    /// The layer, to name a reloaded policy in audit records.
+    layer: PolicyLayer<fn(&http::request::Parts) -> Identity>,
     tokens: RwLock<Tokens>,
     /// 2025-era `Mcp-Session-Id` → the digest of the token that created it.
     sessions: RwLock<HashMap<String, String>>,
@@ -143,7 +146,23 @@ async fn serve(
 ) -> Result<(), Failure> {
     let engine = Arc::new(engine);
     let identity: fn(&http::request::Parts) -> Identity = identity_of;
-    let layer = PolicyLayer::new(Arc::clone(&engine), identity)
+    let mut layer = PolicyLayer::new(Arc::clone(&engine), identity);
+    if let Some(file) = options.audit {
+        let file = std::sync::Mutex::new(file);
+        layer = layer.audit(Arc::new(move |record: &str| {
+            use std::io::Write;
+            if let Ok(mut file) = file.lock() {
+                // Flushed per record; a full disk is reported and the call goes on.
+                if let Err(e) = writeln!(file, "{record}").and_then(|()| file.flush()) {
+                    eprintln!("mcp-policy gateway: cannot write the audit log: {e}");
+                }
+            }
+        }));
+    }
+    if let Some(hex) = crate::gateway::file_sha256(&options.policy) {
+        layer.set_policy_sha256(hex);
+    }
+    let layer = layer
         .approvals(approvals)
         .timer(Arc::new(|wait| Box::pin(tokio::time::sleep(wait))))
         .max_body(options.max_message);
@@ -157,6 +176,7 @@ async fn serve(
     };
     let shared = Arc::new(Shared {
         service: layer.layer(upstream),
+        layer: layer.clone(),
         tokens: RwLock::new(tokens),
         sessions: RwLock::new(HashMap::new()),
         path: options.path.clone(),
@@ -322,6 +342,9 @@ async fn watch_files(
             match load_policy(&policy) {
                 Ok(new) => {
                     engine.reload(new);
+                    if let Some(hex) = crate::gateway::file_sha256(&policy) {
+                        shared.layer.set_policy_sha256(hex);
+                    }
                     eprintln!("mcp-policy gateway: reloaded {}", policy.display());
                 }
                 Err(Failure::Usage(e) | Failure::Checked(e)) => {

@@ -101,6 +101,8 @@ impl Stack {
             .arg(format!("http://127.0.0.1:{server_port}/mcp"))
             .arg("--tokens")
             .arg(dir.join("tokens.json"))
+            .arg("--audit")
+            .arg(dir.join("audit.jsonl"))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -325,6 +327,22 @@ fn a_hundred_concurrent_clients_never_pass_a_limit() {
     });
     assert_eq!(allowed, 1000, "1 200 calls, limit 1 000");
     assert_eq!(stack.tools_run("whmcs_get_ticket"), 1000);
+    // The audit log: a valid record per decision, an outcome per allowed call.
+    let schema: Value = serde_json::from_str(mcp_policy::audit::AUDIT_RECORD_SCHEMA).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let log = std::fs::read_to_string(stack.dir.join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.iter().all(|r| validator.is_valid(r)));
+    let decided = |code: &str| records.iter().filter(|r| r["code"] == code).count();
+    assert_eq!((decided("allowed"), decided("rate_limited")), (1000, 200));
+    let outcomes = records.iter().filter(|r| r["outcome"] == "ok").count();
+    assert_eq!(outcomes, 1000);
+    assert!(records
+        .iter()
+        .any(|r| r["grant"] == "g-http" && r["session"] == "g-http"));
 }
 
 #[test]

@@ -85,12 +85,6 @@ impl AuditRecord {
         call: &ToolCall<'_>,
         decision: &Decision,
     ) -> AuditRecord {
-        let kind = match decision {
-            Decision::Allow { .. } => "allow",
-            Decision::Deny { .. } => "deny",
-            Decision::Limit { .. } => "limit",
-            Decision::RequireApproval { .. } => "require_approval",
-        };
         let reason = match decision {
             Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
                 Some(reason.to_string())
@@ -110,7 +104,7 @@ impl AuditRecord {
             grant: call.grant_id().map(str::to_owned),
             agent: call.agent_id().map(str::to_owned),
             session: call.session_id().map(str::to_owned),
-            decision: kind,
+            decision: decision.kind(),
             code: decision.code(),
             rule: decision.rule().map(str::to_owned),
             reason,
@@ -133,6 +127,13 @@ impl AuditRecord {
     /// Names the policy file the decision was made under.
     pub fn policy_sha256(mut self, hex: impl Into<String>) -> AuditRecord {
         self.policy_sha256 = Some(hex.into());
+        self
+    }
+
+    /// Notes the shadow policy's decision, which differs from the enforced one.
+    pub fn shadow(mut self, shadow: &Decision) -> AuditRecord {
+        self.shadow =
+            Some(json!({"decision": shadow.kind(), "code": shadow.code(), "rule": shadow.rule()}));
         self
     }
 

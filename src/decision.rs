@@ -99,6 +99,16 @@ impl Decision {
         }
     }
 
+    /// The kind of decision: `"allow"`, `"deny"`, `"limit"` or `"require_approval"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::Limit { .. } => "limit",
+            Decision::RequireApproval { .. } => "require_approval",
+        }
+    }
+
     /// Whether the call may go ahead.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow { .. })
@@ -185,13 +195,7 @@ impl Serialize for Decision {
     /// `reason`, `limit`, `retry_after_ms`, `charged`.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        let kind = match self {
-            Decision::Allow { .. } => "allow",
-            Decision::Deny { .. } => "deny",
-            Decision::Limit { .. } => "limit",
-            Decision::RequireApproval { .. } => "require_approval",
-        };
-        map.serialize_entry("decision", kind)?;
+        map.serialize_entry("decision", self.kind())?;
         map.serialize_entry("code", self.code())?;
         map.serialize_entry("tool", self.tool())?;
         map.serialize_entry("rule", &self.rule())?;

@@ -14,7 +14,7 @@ use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
 use compact_str::CompactString;
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     store: Arc<dyn CounterStore>,
     fail_open: bool,
+    /// Whether `shadow` holds an engine: one atomic read when it does not.
+    has_shadow: AtomicBool,
+    shadow: parking_lot::RwLock<Option<Arc<Engine>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -73,6 +76,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     store: Arc<dyn CounterStore>,
     fail_open: bool,
+    shadow: Option<Policy>,
 }
 
 impl EngineBuilder {
@@ -99,16 +103,30 @@ impl EngineBuilder {
         self
     }
 
+    /// Also decides every call under `candidate`, a shadow policy with counters of its
+    /// own (in memory), to see what it would change before enforcing it
+    /// ([`Engine::shadow_evaluate`]); the enforced decisions never change.
+    pub fn shadow(mut self, candidate: Policy) -> EngineBuilder {
+        self.shadow = Some(candidate);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         // Ids only tell engines apart; they carry no other state.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let clock = self.clock;
+        let shadow = self
+            .shadow
+            .map(|candidate| Arc::new(Engine::shadow_engine(candidate, Arc::clone(&clock))));
         Engine {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             policy: PolicyCell::new(self.policy),
-            clock: self.clock,
+            clock,
             store: self.store,
             fail_open: self.fail_open,
+            has_shadow: AtomicBool::new(shadow.is_some()),
+            shadow: parking_lot::RwLock::new(shadow),
         }
     }
 }
@@ -126,7 +144,59 @@ impl Engine {
             clock: Arc::new(SystemClock::new()),
             store: Arc::new(MemoryStore::new()),
             fail_open: false,
+            shadow: None,
         }
+    }
+
+    fn shadow_engine(candidate: Policy, clock: Arc<dyn Clock>) -> Engine {
+        EngineBuilder {
+            policy: candidate,
+            clock,
+            store: Arc::new(MemoryStore::new()),
+            fail_open: false,
+            shadow: None,
+        }
+        .build()
+    }
+
+    /// Decides `call` under the shadow policy, recording in the shadow's own counters;
+    /// `None` without one. The enforced policy and its counters are not touched: call
+    /// it beside [`evaluate`](Self::evaluate) and compare.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    ///
+    /// let enforced: Policy = r#"{"version": "1", "default": "allow"}"#.parse()?;
+    /// let stricter: Policy = r#"{"version": "1", "default": "deny"}"#.parse()?;
+    /// let engine = Engine::builder(enforced).shadow(stricter).build();
+    /// let call = ToolCall::new("whmcs_close_client");
+    /// assert!(engine.evaluate(&call).is_allowed());
+    /// assert_eq!(engine.shadow_evaluate(&call).map(|d| d.code()), Some("default_denied"));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn shadow_evaluate(&self, call: &ToolCall<'_>) -> Option<Decision> {
+        if !self.has_shadow.load(Ordering::Acquire) {
+            return None;
+        }
+        let shadow = self.shadow.read().clone()?;
+        Some(shadow.evaluate(call))
+    }
+
+    /// Replaces the shadow policy (its counts survive for unchanged counters), or removes
+    /// it with `None`.
+    pub fn set_shadow(&self, candidate: Option<Policy>) {
+        let mut shadow = self.shadow.write();
+        match (candidate, shadow.as_ref()) {
+            (Some(candidate), Some(engine)) => engine.reload(candidate),
+            (Some(candidate), None) => {
+                *shadow = Some(Arc::new(Engine::shadow_engine(
+                    candidate,
+                    Arc::clone(&self.clock),
+                )));
+            }
+            (None, _) => *shadow = None,
+        }
+        self.has_shadow.store(shadow.is_some(), Ordering::Release);
     }
 
     /// Decides `call` and, if it is allowed, records its cost in every limit.

@@ -46,6 +46,11 @@ pub struct GatewayArgs {
     /// reported on stderr; calls go on.
     #[arg(long, value_name = "FILE")]
     audit: Option<FilePath>,
+    /// A candidate policy decided beside the enforced one, with counters of its own: audit
+    /// records note where it would decide otherwise; what is enforced never changes.
+    /// Reloaded on change.
+    #[arg(long, value_name = "FILE")]
+    shadow: Option<FilePath>,
     /// Keep counts (and used approvals) in Redis, shared with every gateway that uses the
     /// same server and prefix, instead of in memory.
     #[arg(long, value_name = "URL")]
@@ -106,6 +111,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
         }
         None => Engine::new(policy),
     };
+    if let Some(path) = &args.shadow {
+        engine.set_shadow(Some(load_policy(path)?));
+    }
     let approvals = Approvals::new(key)
         .timeout(Duration::from_secs(args.approval_timeout.max(1)))
         .ttl(Duration::from_secs(args.approval_ttl.max(1)));
@@ -146,6 +154,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),
             max_message: args.max_message,
             audit,
+            shadow: args.shadow.clone(),
         };
         crate::http_gateway::run(options, engine, approvals)?;
         return Ok(ExitCode::SUCCESS);
@@ -206,11 +215,24 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
         client: Mutex::new(std::io::stdout()),
         server: Mutex::new(Some(server_in)),
     });
-    for task in [
-        Gateway::watch_policy,
-        Gateway::expire_requests,
-        Gateway::relay_client,
-    ] {
+    {
+        let gateway = Arc::clone(&gateway);
+        let policy = gateway.policy_path.clone();
+        let shadow = args.shadow.clone();
+        let files = std::iter::once(policy.clone())
+            .chain(shadow.clone())
+            .collect();
+        watch(files, gateway.reload_interval, move |changed| {
+            reload(
+                gateway.relay.engine(),
+                changed,
+                &policy,
+                shadow.as_deref(),
+                |hex| gateway.relay.set_policy_sha256(hex),
+            )
+        });
+    }
+    for task in [Gateway::expire_requests, Gateway::relay_client] {
         let gateway = Arc::clone(&gateway);
         std::thread::spawn(move || task(&gateway));
     }
@@ -284,35 +306,6 @@ impl Gateway {
         }
     }
 
-    /// Reloads the policy file whenever its modification time changes.
-    fn watch_policy(&self) {
-        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let mut seen: Option<SystemTime> = modified(&self.policy_path);
-        loop {
-            std::thread::sleep(self.reload_interval);
-            let now = modified(&self.policy_path);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match load_policy(&self.policy_path) {
-                Ok(policy) => {
-                    self.relay.engine().reload(policy);
-                    if let Some(hex) = file_sha256(&self.policy_path) {
-                        self.relay.set_policy_sha256(hex);
-                    }
-                    eprintln!(
-                        "mcp-policy gateway: reloaded {}",
-                        self.policy_path.display()
-                    );
-                }
-                Err(Failure::Usage(e) | Failure::Checked(e)) => {
-                    eprintln!("mcp-policy gateway: keeping the previous policy: {e}")
-                }
-            }
-        }
-    }
-
     fn write(&self, output: Output) {
         for note in &output.notes {
             eprintln!("mcp-policy gateway: {note}");
@@ -366,4 +359,57 @@ pub fn file_sha256(path: &Path) -> Option<String> {
             .map(|b| format!("{b:02x}"))
             .collect(),
     )
+}
+
+/// Calls `on_change` with each of `files` whose modification time changed, looking every
+/// `every`, on a thread of its own.
+pub fn watch(files: Vec<PathBuf>, every: Duration, on_change: impl Fn(&Path) + Send + 'static) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen: Vec<Option<SystemTime>> = files.iter().map(|f| modified(f)).collect();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        for (file, seen) in files.iter().zip(seen.iter_mut()) {
+            let now = modified(file);
+            if now != *seen {
+                *seen = now;
+                on_change(file);
+            }
+        }
+    });
+}
+
+/// Reloads the enforced policy or the shadow policy from the file that changed; a bad edit
+/// keeps the previous one and says why. `named` learns the enforced policy file's digest.
+pub fn reload(
+    engine: &Engine,
+    changed: &Path,
+    policy: &Path,
+    shadow: Option<&Path>,
+    named: impl Fn(String),
+) {
+    let which = if changed == policy {
+        "policy"
+    } else {
+        "shadow policy"
+    };
+    match load_policy(changed) {
+        Ok(loaded) if changed == policy => {
+            engine.reload(loaded);
+            if let Some(hex) = file_sha256(policy) {
+                named(hex);
+            }
+            eprintln!("mcp-policy gateway: reloaded {}", changed.display());
+        }
+        Ok(loaded) if Some(changed) == shadow => {
+            engine.set_shadow(Some(loaded));
+            eprintln!(
+                "mcp-policy gateway: reloaded the shadow policy {}",
+                changed.display()
+            );
+        }
+        Ok(_) => {}
+        Err(Failure::Usage(e) | Failure::Checked(e)) => {
+            eprintln!("mcp-policy gateway: keeping the previous {which}: {e}")
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! (hyper) that serves one path, authenticates bearer tokens against a file of SHA-256
 //! digests, and forwards through the library's `http::PolicyLayer` to the upstream URL.
 
-use crate::files::{load_policy, read_text};
+use crate::files::read_text;
 use crate::Failure;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -39,6 +39,7 @@ pub struct HttpOptions {
     pub reload_interval: Duration,
     pub max_message: usize,
     pub audit: Option<std::fs::File>,
+    pub shadow: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -191,13 +192,38 @@ async fn serve(
         "mcp-policy gateway: listening on http://{local}{} for {}",
         options.path, options.upstream
     );
-    tokio::spawn(watch_files(
-        Arc::clone(&engine),
-        Arc::clone(&shared),
-        options.policy.clone(),
-        options.tokens.clone(),
-        options.reload_interval,
-    ));
+    {
+        let shared = Arc::clone(&shared);
+        let (policy, tokens, shadow) = (
+            options.policy.clone(),
+            options.tokens.clone(),
+            options.shadow.clone(),
+        );
+        let files = [policy.clone(), tokens.clone()]
+            .into_iter()
+            .chain(shadow.clone())
+            .collect();
+        crate::gateway::watch(files, options.reload_interval, move |changed| {
+            if changed != tokens {
+                return crate::gateway::reload(
+                    &engine,
+                    changed,
+                    &policy,
+                    shadow.as_deref(),
+                    |hex| shared.layer.set_policy_sha256(hex),
+                );
+            }
+            match load_tokens(&tokens) {
+                Ok(new) => {
+                    if let Ok(mut current) = shared.tokens.write() {
+                        *current = new;
+                    }
+                    eprintln!("mcp-policy gateway: reloaded {}", tokens.display());
+                }
+                Err(e) => eprintln!("mcp-policy gateway: keeping the previous tokens: {e}"),
+            }
+        });
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
@@ -323,48 +349,6 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
         }
     }
     response
-}
-
-/// Reloads the policy and the tokens file when they change; a bad edit keeps the old one.
-async fn watch_files(
-    engine: Arc<Engine>,
-    shared: Arc<Shared>,
-    policy: PathBuf,
-    tokens: PathBuf,
-    every: Duration,
-) {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let mut seen: [Option<SystemTime>; 2] = [modified(&policy), modified(&tokens)];
-    loop {
-        tokio::time::sleep(every).await;
-        let now = [modified(&policy), modified(&tokens)];
-        if now[0] != seen[0] {
-            match load_policy(&policy) {
-                Ok(new) => {
-                    engine.reload(new);
-                    if let Some(hex) = crate::gateway::file_sha256(&policy) {
-                        shared.layer.set_policy_sha256(hex);
-                    }
-                    eprintln!("mcp-policy gateway: reloaded {}", policy.display());
-                }
-                Err(Failure::Usage(e) | Failure::Checked(e)) => {
-                    eprintln!("mcp-policy gateway: keeping the previous policy: {e}")
-                }
-            }
-        }
-        if now[1] != seen[1] {
-            match load_tokens(&tokens) {
-                Ok(new) => {
-                    if let Ok(mut current) = shared.tokens.write() {
-                        *current = new;
-                    }
-                    eprintln!("mcp-policy gateway: reloaded {}", tokens.display());
-                }
-                Err(e) => eprintln!("mcp-policy gateway: keeping the previous tokens: {e}"),
-            }
-        }
-        seen = now;
-    }
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<PolicyBody> {

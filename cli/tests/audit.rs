@@ -162,3 +162,68 @@ fn a_gateway_session_writes_valid_records_that_replay_reproduces() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_shadow_policy_is_reported_where_it_differs_and_never_enforced() {
+    let dir = std::env::temp_dir().join(format!("mcp-policy-shadow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let shadow = dir.join("shadow.json");
+    // The candidate denies reads and would allow closing accounts.
+    std::fs::write(
+        &shadow,
+        r#"{"version":"1","default":"deny","tools":{"whmcs_close_client":{},
+            "whmcs_update_ticket":{"limits":[{"window":"minute","max":1}]}}}"#,
+    )
+    .unwrap();
+    let mut gw = Session::go_like(
+        POLICY,
+        &[
+            "--audit",
+            audit.to_str().unwrap(),
+            "--shadow",
+            shadow.to_str().unwrap(),
+        ],
+    );
+    gw.handshake();
+    assert_eq!(
+        gw.call(1, "whmcs_get_ticket", json!({}))["result"]["content"][0]["text"],
+        "ran whmcs_get_ticket"
+    );
+    assert_eq!(
+        gw.call(2, "whmcs_close_client", json!({}))["result"]["structuredContent"]["code"],
+        "rule_denied"
+    );
+    // The shadow's own counter (1 a minute) limits the second update; the enforced (2) not.
+    for id in 3..5 {
+        assert_eq!(
+            gw.call(id, "whmcs_update_ticket", json!({}))["result"]["isError"],
+            false
+        );
+    }
+    let ran: Vec<String> = gw.tools_run().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        ran,
+        [
+            "whmcs_get_ticket",
+            "whmcs_update_ticket",
+            "whmcs_update_ticket"
+        ]
+    );
+    gw.finish();
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r.get("decision").is_some())
+        .collect();
+    let shadows: Vec<Value> = records
+        .iter()
+        .map(|r| r.get("shadow").cloned().unwrap_or(Value::Null))
+        .collect();
+    assert_eq!(shadows[0]["code"], "default_denied");
+    assert_eq!(shadows[1]["decision"], "allow");
+    assert_eq!(shadows[2], Value::Null, "same decision: no shadow");
+    assert_eq!(shadows[3]["code"], "rate_limited");
+    let _ = std::fs::remove_dir_all(&dir);
+}

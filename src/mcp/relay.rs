@@ -717,6 +717,8 @@ impl Relay {
         decision: &Decision,
         out: &mut Output,
     ) -> Option<String> {
+        // The shadow policy decides every call once, audited or not, with its own counts.
+        let shadow = self.engine.shadow_evaluate(call);
         if !self.audit {
             return None;
         }
@@ -726,6 +728,11 @@ impl Relay {
         let mut record = AuditRecord::new(&record_id, id, call, decision);
         if let Some(hex) = self.policy_sha256.lock().clone() {
             record = record.policy_sha256(hex);
+        }
+        if let Some(shadow) =
+            shadow.filter(|s| s.code() != decision.code() || s.rule() != decision.rule())
+        {
+            record = record.shadow(&shadow);
         }
         out.audit
             .push(serde_json::to_string(&record).unwrap_or_default());

@@ -90,13 +90,15 @@ impl Decision {
     /// A denial made outside the policy's steps (by a gateway: a declined or invalid
     /// approval, a store that failed to record one).
     pub(crate) fn refused(call: &crate::ToolCall<'_>, code: DenyCode, reason: String) -> Decision {
-        Decision::Deny {
+        let decision = Decision::Deny {
             tool: ToolName::new(call.name()),
             rule: None,
             code,
             reason: Reason::composed(reason),
             limit: None,
-        }
+        };
+        crate::observe::decided(&decision);
+        decision
     }
 
     /// The kind of decision: `"allow"`, `"deny"`, `"limit"` or `"require_approval"`.

@@ -179,7 +179,9 @@ impl Engine {
             return None;
         }
         let shadow = self.shadow.read().clone()?;
-        Some(shadow.evaluate(call))
+        // Not `evaluate`: a shadow's decisions are not the enforced ones, and are not
+        // counted in the decision metrics.
+        Some(shadow.decide(&shadow.policy.snapshot(), call, true))
     }
 
     /// Replaces the shadow policy (its counts survive for unchanged counters), or removes
@@ -207,7 +209,9 @@ impl Engine {
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision {
-        self.decide(&self.policy.snapshot(), call, true)
+        let decision = self.decide(&self.policy.snapshot(), call, true);
+        crate::observe::decided(&decision);
+        decision
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.

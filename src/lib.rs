@@ -44,6 +44,10 @@
 //! # Features
 //!
 //! - `redis`: `RedisStore`, counters shared by gateway replicas through Redis.
+//! - `metrics`: counter `mcp_policy_decisions_total{decision, code, rule}` through the
+//!   `metrics` facade, for every decision `Engine::evaluate` and the gateway relay make.
+//! - `tracing`: an event per decision a `mcp::Relay` makes (refusals at INFO, allows at
+//!   DEBUG; no arguments), in a span with the request's W3C `traceparent` and `tracestate`.
 //! - `http`: `http::PolicyLayer`, a `tower` layer enforcing the policy in front of any
 //!   MCP Streamable HTTP service.
 //!
@@ -134,6 +138,7 @@ mod json;
 mod matcher;
 pub mod mcp;
 mod name_table;
+mod observe;
 mod policy;
 mod snapshot;
 mod store;

@@ -77,6 +77,10 @@ pub struct GatewayArgs {
     /// "agent"?: ID}]}, HEX the SHA-256 of the token; reloaded on change.
     #[arg(long, value_name = "FILE", requires = "listen")]
     tokens: Option<FilePath>,
+    /// Serve Prometheus metrics (`mcp_policy_decisions_total{decision, code, rule}`) on
+    /// this address, path `/metrics` (with --listen).
+    #[arg(long, value_name = "ADDR", requires = "listen")]
+    metrics: Option<std::net::SocketAddr>,
     /// The path served (with --listen).
     #[arg(long, value_name = "PATH", default_value = "/mcp")]
     path: String,
@@ -155,6 +159,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             max_message: args.max_message,
             audit,
             shadow: args.shadow.clone(),
+            metrics: args.metrics,
         };
         crate::http_gateway::run(options, engine, approvals)?;
         return Ok(ExitCode::SUCCESS);

@@ -40,6 +40,7 @@ pub struct HttpOptions {
     pub max_message: usize,
     pub audit: Option<std::fs::File>,
     pub shadow: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +183,13 @@ async fn serve(
         sessions: RwLock::new(HashMap::new()),
         path: options.path.clone(),
     });
+    if let Some(addr) = options.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| Failure::Usage(format!("--metrics {addr}: {e}")))?;
+        eprintln!("mcp-policy gateway: metrics on http://{addr}/metrics");
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", options.listen)))?;

@@ -62,6 +62,11 @@ struct Stack {
 impl Stack {
     /// The SDK server (`mode`: json or sse) and the gateway in front of it.
     fn start(python: &str, mode: &str) -> Stack {
+        Stack::start_with(python, mode, &[])
+    }
+
+    /// The same, with more flags for the gateway.
+    fn start_with(python: &str, mode: &str, flags: &[String]) -> Stack {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("mcp-policy-http-{}-{n}", std::process::id()));
@@ -103,6 +108,7 @@ impl Stack {
             .arg(dir.join("tokens.json"))
             .arg("--audit")
             .arg(dir.join("audit.jsonl"))
+            .args(flags)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -382,4 +388,49 @@ fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn decision_metrics_are_served_for_prometheus() {
+    let Some(python) = gateway::python_with_sdk() else {
+        return;
+    };
+    let port = free_port();
+    let stack = Stack::start_with(
+        &python,
+        "json",
+        &["--metrics".into(), format!("127.0.0.1:{port}")],
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    for tool in ["whmcs_close_client", "whmcs_close_client", "whmcs_unknown"] {
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool}});
+        assert_eq!(
+            stack
+                .post(&body.to_string(), &[("authorization", bearer.as_str())])
+                .0,
+            200
+        );
+    }
+    wait_for_port(port);
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut scraped = String::new();
+    stream.read_to_string(&mut scraped).unwrap();
+    let line = |labels: &str| {
+        scraped
+            .lines()
+            .find(|l| {
+                l.starts_with("mcp_policy_decisions_total{")
+                    && labels.split(',').all(|p| l.contains(p))
+            })
+            .map(str::to_owned)
+    };
+    let denied = line(r#"decision="deny",code="rule_denied",rule="whmcs_close_client""#)
+        .unwrap_or_else(|| panic!("{scraped}"));
+    assert!(denied.ends_with(" 2"), "{denied}");
+    let default = line(r#"code="default_denied",rule="""#).unwrap_or_else(|| panic!("{scraped}"));
+    assert!(default.ends_with(" 1"), "{default}");
 }

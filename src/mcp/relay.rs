@@ -488,6 +488,29 @@ impl Relay {
     }
 
     fn client_message(&self, message: Value, out: &mut Output) {
+        // The request's W3C trace context, carried into the span of everything it causes.
+        #[cfg(feature = "tracing")]
+        let _span = {
+            let text = |pointer: &str| {
+                message
+                    .pointer(pointer)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (method, traceparent, tracestate) = (
+                text("/method"),
+                text("/params/_meta/traceparent"),
+                text("/params/_meta/tracestate"),
+            );
+            tracing::info_span!(
+                "mcp_policy.request",
+                method = method.as_str(),
+                traceparent = traceparent.as_str(),
+                tracestate = tracestate.as_str(),
+            )
+            .entered()
+        };
         let Value::Object(mut map) = message else {
             let why = if message.is_array() {
                 "batches (JSON arrays) are not accepted: send each message on its own"
@@ -719,7 +742,7 @@ impl Relay {
     ) -> Option<String> {
         // The shadow policy decides every call once, audited or not, with its own counts.
         let shadow = self.engine.shadow_evaluate(call);
-        if !self.audit {
+        if !self.audit && !tracing_on() {
             return None;
         }
         let mut nonce = [0u8; 12];
@@ -733,6 +756,10 @@ impl Relay {
             shadow.filter(|s| s.code() != decision.code() || s.rule() != decision.rule())
         {
             record = record.shadow(&shadow);
+        }
+        trace_decision(&record);
+        if !self.audit {
+            return None;
         }
         out.audit
             .push(serde_json::to_string(&record).unwrap_or_default());
@@ -2076,6 +2103,58 @@ mod approval_tests {
     }
 }
 
+/// An event for a decision (feature `tracing`): refusals at INFO, allows at DEBUG, with
+/// the audit record's fields but never the arguments.
+#[cfg(feature = "tracing")]
+fn trace_decision(record: &AuditRecord) {
+    let limit = record.limit.as_ref().map(Value::to_string);
+    let shadow = record.shadow.as_ref().map(Value::to_string);
+    macro_rules! decided {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                id = record.id.as_str(),
+                request_id = %record.request_id,
+                tool = record.tool.as_str(),
+                grant = record.grant.as_deref(),
+                agent = record.agent.as_deref(),
+                session = record.session.as_deref(),
+                decision = record.decision,
+                code = record.code,
+                rule = record.rule.as_deref(),
+                reason = record.reason.as_deref(),
+                limit = limit.as_deref(),
+                retry_after_ms = record.retry_after_ms,
+                approval = record.approval.as_deref(),
+                args_sha256 = record.args_sha256.as_str(),
+                policy_sha256 = record.policy_sha256.as_deref(),
+                shadow = shadow.as_deref(),
+                "decision"
+            )
+        };
+    }
+    if record.decision == "allow" {
+        decided!(tracing::Level::DEBUG);
+    } else {
+        decided!(tracing::Level::INFO);
+    }
+}
+
+/// Without the `tracing` feature: nothing.
+#[cfg(not(feature = "tracing"))]
+fn trace_decision(_: &AuditRecord) {}
+
+/// Whether a subscriber listens to decision events (and records are worth building).
+#[cfg(feature = "tracing")]
+fn tracing_on() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
+}
+
+#[cfg(not(feature = "tracing"))]
+fn tracing_on() -> bool {
+    false
+}
+
 /// Removes the answer to this relay's approval request from a retried call's
 /// `inputResponses` (and the member, once empty).
 fn take_approval_answer(request: &mut Value) -> Option<Value> {
@@ -2086,4 +2165,113 @@ fn take_approval_answer(request: &mut Value) -> Option<Value> {
         params.remove("inputResponses");
     }
     answer
+}
+
+#[cfg(all(test, feature = "tracing"))]
+mod tracing_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// Field values by name.
+    #[derive(Default)]
+    struct Fields(BTreeMap<String, String>);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(
+                field.name().into(),
+                format!("{value:?}").trim_matches('"').into(),
+            );
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().into(), value.into());
+        }
+    }
+
+    /// Keeps every event with the fields of the span it happened in.
+    #[derive(Default)]
+    struct Capture {
+        spans: parking_lot::Mutex<Vec<BTreeMap<String, String>>>,
+        current: parking_lot::Mutex<Vec<u64>>,
+        events: Arc<parking_lot::Mutex<Vec<(tracing::Level, BTreeMap<String, String>)>>>,
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut fields = Fields::default();
+            span.record(&mut fields);
+            let mut spans = self.spans.lock();
+            spans.push(fields.0);
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if let Some(span) = self.current.lock().last() {
+                for (k, v) in &self.spans.lock()[*span as usize - 1] {
+                    fields.0.insert(format!("span.{k}"), v.clone());
+                }
+            }
+            self.events
+                .lock()
+                .push((*event.metadata().level(), fields.0));
+        }
+        fn enter(&self, span: &Id) {
+            self.current.lock().push(span.into_u64());
+        }
+        fn exit(&self, _: &Id) {
+            self.current.lock().pop();
+        }
+    }
+
+    #[test]
+    fn decisions_are_events_in_a_span_with_the_trace_context_and_no_arguments() {
+        let policy = r#"{"version": "1", "tools": {"ok": {}, "no": {"action": "deny"}}}"#;
+        let relay = Relay::builder(Engine::new(policy.parse().unwrap()))
+            .grant("g1")
+            .build();
+        let capture = Capture::default();
+        let events = Arc::clone(&capture.events);
+        tracing::subscriber::with_default(capture, || {
+            for (id, tool) in [(1, "ok"), (2, "no")] {
+                let request = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": tool, "arguments": {"secret": "hunter2"}, "_meta": {
+                        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                        "tracestate": "vendor=1"}}});
+                relay.from_client(request.to_string().as_bytes());
+            }
+        });
+        let events = events.lock();
+        let decisions: Vec<_> = events
+            .iter()
+            .filter(|(_, f)| f.contains_key("decision"))
+            .collect();
+        assert_eq!(decisions.len(), 2);
+        let (level, allow) = decisions[0];
+        assert_eq!(*level, tracing::Level::DEBUG);
+        assert_eq!(allow["code"], "allowed");
+        assert_eq!(allow["grant"], "g1");
+        assert_eq!(
+            allow["span.traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(allow["span.tracestate"], "vendor=1");
+        let (level, deny) = decisions[1];
+        assert_eq!(*level, tracing::Level::INFO);
+        assert_eq!(deny["code"], "rule_denied");
+        assert!(
+            events
+                .iter()
+                .all(|(_, f)| f.values().all(|v| !v.contains("hunter2"))),
+            "no arguments in events"
+        );
+    }
 }

@@ -2191,12 +2191,15 @@ mod tracing_tests {
         }
     }
 
+    /// Events seen: their level and fields.
+    type Seen = Arc<parking_lot::Mutex<Vec<(tracing::Level, BTreeMap<String, String>)>>>;
+
     /// Keeps every event with the fields of the span it happened in.
     #[derive(Default)]
     struct Capture {
         spans: parking_lot::Mutex<Vec<BTreeMap<String, String>>>,
         current: parking_lot::Mutex<Vec<u64>>,
-        events: Arc<parking_lot::Mutex<Vec<(tracing::Level, BTreeMap<String, String>)>>>,
+        events: Seen,
     }
 
     impl Subscriber for Capture {
@@ -2216,7 +2219,8 @@ mod tracing_tests {
             let mut fields = Fields::default();
             event.record(&mut fields);
             if let Some(span) = self.current.lock().last() {
-                for (k, v) in &self.spans.lock()[*span as usize - 1] {
+                let spans = self.spans.lock();
+                for (k, v) in spans.get(*span as usize - 1).into_iter().flatten() {
                     fields.0.insert(format!("span.{k}"), v.clone());
                 }
             }

@@ -111,6 +111,17 @@ impl Decision {
         }
     }
 
+    /// The matched rule's key, shared with the policy.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn rule_key(&self) -> Option<&RuleKey> {
+        match self {
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule, .. }
+            | Decision::Limit { rule, .. }
+            | Decision::RequireApproval { rule, .. } => rule.as_ref(),
+        }
+    }
+
     /// Whether the call may go ahead.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allow { .. })
@@ -294,6 +305,12 @@ impl RuleKey {
     /// The key's text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key, shared with the policy (no copy).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn shared_text(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 

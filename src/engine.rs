@@ -209,9 +209,15 @@ impl Engine {
     /// Cost: with the default store and a counter key that exists, no heap allocation;
     /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision {
-        let decision = self.decide(&self.policy.snapshot(), call, true);
-        crate::observe::decided(&decision);
-        decision
+        #[cfg(feature = "metrics")]
+        {
+            let decision = self.decide(&self.policy.snapshot(), call, true);
+            crate::observe::decided(&decision);
+            decision
+        }
+        // Returned as made: no copy of the decision on the hot path.
+        #[cfg(not(feature = "metrics"))]
+        self.decide(&self.policy.snapshot(), call, true)
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.

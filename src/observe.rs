@@ -10,7 +10,10 @@ pub(crate) fn decided(decision: &Decision) {
         "mcp_policy_decisions_total",
         "decision" => decision.kind(),
         "code" => decision.code(),
-        "rule" => decision.rule().unwrap_or("").to_owned(),
+        // Shared with the policy: a label without a copy.
+        "rule" => decision
+            .rule_key()
+            .map_or(metrics::SharedString::const_str(""), |k| k.shared_text().into()),
     )
     .increment(1);
 }

@@ -4,7 +4,7 @@
 //! so the test harness's other threads do not disturb it.
 
 // With the metrics feature the zero-allocation test is left out, and what it imports unused.
-#![cfg_attr(feature = "metrics", allow(unused_imports))]
+#![cfg_attr(feature = "metrics", allow(unused_imports, dead_code))]
 #![allow(
     unsafe_code,
     clippy::unwrap_used,

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::redis_server::RedisServer;
+use common::redis_server::{self, RedisServer};
 
 use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Decision, DenyCode, Engine, LimitRequest,
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn redis_store_keeps_the_sliding_window_guarantees() {
+    if redis_server::skip() {
+        return;
+    }
     // One server for every case (each uses fresh counter names), stopped at the end.
     let server = RedisServer::start();
     let store = server.store();
@@ -41,6 +44,9 @@ fn policy(text: &str) -> Policy {
 
 #[test]
 fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let text = r#"{"version":"1","tools":{"t":{"limits":[{"counter":"shared","window":"hour","max":300,"scope":"grant"}]}}}"#;
     let engines: Vec<Arc<Engine>> = (0..2)
@@ -52,6 +58,9 @@ fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
 
 #[test]
 fn a_refused_multi_limit_call_records_nothing_in_redis() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let store = server.store();
     let small = Counter::new("small", 60, Scope::Grant);
@@ -103,6 +112,9 @@ fn a_refused_multi_limit_call_records_nothing_in_redis() {
 
 #[test]
 fn peek_and_release_work_through_redis() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"cost":"args.n"}]}}}"#,
@@ -127,6 +139,9 @@ fn peek_and_release_work_through_redis() {
 
 #[test]
 fn keys_carry_the_prefix_and_expire_when_their_window_has_passed() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":5}]}}}"#,
@@ -155,6 +170,9 @@ fn keys_carry_the_prefix_and_expire_when_their_window_has_passed() {
 
 #[test]
 fn a_flushed_script_is_sent_again() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":2}]}}}"#,
@@ -169,6 +187,9 @@ fn a_flushed_script_is_sent_again() {
 
 #[test]
 fn server_time_mode_uses_the_redis_clock() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     // A manual clock stuck at the epoch: with server time it must not matter.
     let engine = Engine::builder(policy(
@@ -196,6 +217,9 @@ fn server_time_mode_uses_the_redis_clock() {
 
 #[test]
 fn redis_down_fails_closed_naming_the_store_and_recovers_when_it_is_back() {
+    if redis_server::skip() {
+        return;
+    }
     let mut server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1000}]},"free":{}}}"#,
@@ -233,6 +257,9 @@ fn redis_down_fails_closed_naming_the_store_and_recovers_when_it_is_back() {
 
 #[test]
 fn fail_open_allows_while_redis_is_down() {
+    if redis_server::skip() {
+        return;
+    }
     let mut server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"rate_limit":"1/minute"}}}"#,
@@ -254,6 +281,9 @@ fn a_bad_url_is_an_error_and_names_the_store() {
 
 #[test]
 fn a_paused_redis_bounds_every_decision_by_the_timeout() {
+    if redis_server::skip() {
+        return;
+    }
     let server = RedisServer::start();
     let store = Arc::new(
         server

@@ -16,6 +16,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Whether a test that needs `redis-server` should be skipped: it is not installed, and
+/// this is not CI (`CI` set), where `.ci/run` installs it and a missing one fails.
+pub fn skip() -> bool {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide redis-server (apt-get install -y redis-server)"
+    );
+    eprintln!("skipped: redis-server is not installed (apt-get install -y redis-server)");
+    true
+}
+
 /// A private `redis-server`, stopped when dropped.
 pub struct RedisServer {
     child: Option<Child>,

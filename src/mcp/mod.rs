@@ -52,3 +52,14 @@ pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};
 pub use response::{error_response, refusal};
 pub use revision::{Revision, PROTOCOL_VERSION_META};
 pub use tools_list::filter_tools_list;
+
+/// An engine on a manual clock for `policy`, for the module's tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+fn test_engine(policy: &str) -> (crate::Engine, crate::ManualClock) {
+    let clock = crate::ManualClock::new();
+    let engine = crate::Engine::builder(policy.parse().unwrap())
+        .clock(clock.clone())
+        .build();
+    (engine, clock)
+}

@@ -63,19 +63,10 @@ pub fn error_response(id: &Value, code: i64, message: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::test_engine as engine;
     use crate::mcp::PARSE_ERROR;
-    use crate::{Engine, ManualClock, ToolCall};
+    use crate::ToolCall;
     use std::time::Duration;
-
-    fn engine(policy: &str) -> (Engine, ManualClock) {
-        let clock = ManualClock::new();
-        (
-            Engine::builder(policy.parse().unwrap())
-                .clock(clock.clone())
-                .build(),
-            clock,
-        )
-    }
 
     #[test]
     fn allowed_calls_get_no_refusal() {

@@ -35,18 +35,8 @@ pub fn filter_tools_list(engine: &Engine, result: &mut Value, revision: Revision
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::mcp::test_engine as engine;
     use serde_json::json;
-
-    fn engine(policy: &str) -> (Engine, ManualClock) {
-        let clock = ManualClock::new();
-        (
-            Engine::builder(policy.parse().unwrap())
-                .clock(clock.clone())
-                .build(),
-            clock,
-        )
-    }
 
     #[test]
     fn tools_list_loses_hidden_and_outright_denied_tools() {

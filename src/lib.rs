@@ -89,7 +89,9 @@
 //! `limits`, and `rate_limit` (`"30/minute"` or `{"max": 30, "window": "minute"}`: one
 //! limit whose counter is the rule key, per session by default).
 //!
-//! A condition is `{"path": "args.a.b", "op": OP, "value": V, "reason"?: text}`. Each dot
+//! A condition is `{"path": "args.a.b", "op": OP, "value": V, "reason"?: text,
+//! "ignore_case"?: bool}` (`ignore_case` makes the string comparisons of `eq`, `neq`, `in`,
+//! `not_in`, `contains` and `prefix` ignore case: `"closed"` matches `"Closed"`). Each dot
 //! of the path descends one level of the call's arguments (`args.items.0` indexes an
 //! array). Operators: `eq`, `neq`, `in`, `not_in` (V a list), `lt`, `lte`, `gt`, `gte`
 //! (numbers, compared by value: `5` equals `5.0`), `contains` (substring, or list element),

@@ -644,3 +644,23 @@ fn long_values_are_cut_short_in_messages() {
     assert!(err.to_string().len() < 250, "{err}");
     assert!(err.to_string().contains("…"));
 }
+
+#[test]
+fn ignore_case_is_a_boolean_for_string_comparisons() {
+    let err = rule_error(
+        r#"{"require": [{"path": "args.a", "op": "lte", "value": 1, "ignore_case": true}]}"#,
+    );
+    assert_error(
+        &err,
+        "tools.t.require[0].ignore_case",
+        &["applies to the string comparisons"],
+    );
+    let err = rule_error(
+        r#"{"require": [{"path": "args.a", "op": "eq", "value": "x", "ignore_case": "yes"}]}"#,
+    );
+    assert_error(
+        &err,
+        "tools.t.require[0].ignore_case",
+        &["expected true or false"],
+    );
+}

@@ -222,3 +222,46 @@ fn long_numbers_survive_a_round_trip() {
     let twice: Policy = again.to_json_value().to_string().parse().unwrap();
     assert_eq!(twice.to_json_value(), again.to_json_value());
 }
+
+#[test]
+fn ignore_case_makes_string_comparisons_case_blind_and_round_trips() {
+    let policy: Policy = r#"{"version": "1", "tools": {"t": {
+        "approve_if": [{"path": "args.status", "op": "in", "value": ["Closed"], "ignore_case": true}],
+        "deny_if": [{"path": "args.tags", "op": "contains", "value": "Urgent", "ignore_case": true},
+                    {"path": "args.note", "op": "prefix", "value": "DROP", "ignore_case": true}]}}}"#
+        .parse()
+        .unwrap();
+    let engine = mcp_policy::Engine::new(policy.clone());
+    let code = |args: serde_json::Value| {
+        engine
+            .peek(&mcp_policy::ToolCall::new("t").arguments(&args))
+            .code()
+    };
+    assert_eq!(code(json!({"status": "closed"})), "approval_required");
+    assert_eq!(code(json!({"status": "CLOSED"})), "approval_required");
+    assert_eq!(code(json!({"status": "Open"})), "allowed");
+    assert_eq!(code(json!({"tags": ["low", "URGENT"]})), "deny_condition");
+    assert_eq!(code(json!({"tags": "not urgent at all"})), "deny_condition");
+    assert_eq!(code(json!({"note": "drop table"})), "deny_condition");
+    // Without it, comparisons stay exact.
+    let exact: Policy = r#"{"version": "1", "tools": {"t": {
+        "approve_if": [{"path": "args.status", "op": "in", "value": ["Closed"]}]}}}"#
+        .parse()
+        .unwrap();
+    let args = json!({"status": "closed"});
+    assert_eq!(
+        mcp_policy::Engine::new(exact)
+            .peek(&mcp_policy::ToolCall::new("t").arguments(&args))
+            .code(),
+        "allowed"
+    );
+    // The policy serializes as written: the operand keeps its case.
+    let json = policy.to_json_value();
+    assert_eq!(
+        json["tools"]["t"]["approve_if"][0]["value"],
+        json!(["Closed"])
+    );
+    assert_eq!(json["tools"]["t"]["approve_if"][0]["ignore_case"], true);
+    let again: Policy = json.to_string().parse().unwrap();
+    assert_eq!(again, policy);
+}

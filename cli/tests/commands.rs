@@ -380,7 +380,7 @@ fn schema_accepts_every_example_and_rejects_typos() {
         "require": [], "deny_if": [], "approve_if": []},
         "tools": {"t": {"action": "allow", "reason": "r", "rate_limit": {"max": 3, "window": "hour", "scope": "global"},
           "limits": [{"counter": "c", "window": "day", "max": 9_007_199_254_740_992_u64, "cost": 2, "refund": "never"}],
-          "require": [{"path": "args.a.0", "op": "in", "value": [1, "x"], "reason": "r"},
+          "require": [{"path": "args.a.0", "op": "in", "value": [1, "x"], "reason": "r", "ignore_case": true},
                       {"path": "args.b", "op": "exists", "value": false}]},
           "u": {"action": "deny"}, "v": {"rate_limit": "10/second"}}});
     assert!(
@@ -431,6 +431,10 @@ fn schema_accepts_every_example_and_rejects_typos() {
             "bad rate_limit",
         ),
         (json!({"version": "2"}), "version 2"),
+        (
+            json!({"version": "1", "tools": {"t": {"require": [{"path": "args.a", "op": "lte", "value": 1, "ignore_case": true}]}}}),
+            "ignore_case on lte",
+        ),
         (json!({"tools": {}}), "no version"),
     ] {
         assert!(

@@ -18,7 +18,13 @@ pub(crate) struct Condition {
     /// The reason to give when the policy gives none, such as
     /// `requirement not met: args.amount lte 100`; built at load so evaluation never formats.
     pub(crate) fallback: Arc<str>,
+    /// With `ignore_case`: the operator with its strings lowercased, compared with the
+    /// argument lowercased (one copy of the argument string per check).
+    pub(crate) folded: Option<Op>,
 }
+
+/// Operators whose string comparisons `ignore_case` applies to.
+pub(crate) const CASE_OPS: [&str; 6] = ["eq", "neq", "in", "not_in", "contains", "prefix"];
 
 /// An operator with its validated operand.
 #[derive(Debug, Clone)]
@@ -142,7 +148,10 @@ impl PartialEq for Op {
 
 impl PartialEq for Condition {
     fn eq(&self, other: &Condition) -> bool {
-        self.path == other.path && self.op == other.op && self.reason == other.reason
+        self.path == other.path
+            && self.op == other.op
+            && self.reason == other.reason
+            && self.folded.is_some() == other.folded.is_some()
     }
 }
 
@@ -153,6 +162,7 @@ impl Condition {
             op: self.op.clone(),
             reason: self.reason.as_deref().map(Arc::from),
             fallback: Arc::from(&*self.fallback),
+            folded: self.folded.clone(),
         }
     }
 
@@ -162,7 +172,38 @@ impl Condition {
         let Some(found) = self.path.resolve(args) else {
             return matches!(self.op, Op::Exists(false));
         };
-        match (&self.op, found) {
+        if let Some(folded) = &self.folded {
+            return folded.holds_on(&fold_value(found));
+        }
+        self.op.holds_on(found)
+    }
+}
+
+/// A value with its strings lowercased (a list's too), for `ignore_case`.
+pub(crate) fn fold_value(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.to_lowercase()),
+        Value::Array(items) => Value::Array(items.iter().map(fold_value).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Op {
+    /// The operator with its string operands lowercased, for `ignore_case`.
+    pub(crate) fn folded(&self) -> Op {
+        match self {
+            Op::Eq(v) => Op::Eq(fold_value(v)),
+            Op::Neq(v) => Op::Neq(fold_value(v)),
+            Op::In(vs) => Op::In(vs.iter().map(fold_value).collect()),
+            Op::NotIn(vs) => Op::NotIn(vs.iter().map(fold_value).collect()),
+            Op::Contains(v) => Op::Contains(fold_value(v)),
+            Op::Prefix(p) => Op::Prefix(p.to_lowercase()),
+            other => other.clone(),
+        }
+    }
+
+    fn holds_on(&self, found: &Value) -> bool {
+        match (self, found) {
             (Op::Exists(want), _) => *want,
             (Op::Eq(v), x) => json_eq(x, v),
             (Op::Neq(v), x) => !json_eq(x, v),
@@ -227,6 +268,7 @@ mod tests {
             op: Op::build(op, &value).unwrap(),
             reason: None,
             fallback: "".into(),
+            folded: None,
         };
         condition.holds(Some(&args))
     }
@@ -374,6 +416,7 @@ mod tests {
             op: Op::Exists(false),
             reason: None,
             fallback: "".into(),
+            folded: None,
         };
         assert!(condition.holds(None));
     }

@@ -284,6 +284,9 @@ fn condition_json(condition: &Condition) -> Value {
     if let Some(reason) = &condition.reason {
         map.insert("reason".into(), (**reason).into());
     }
+    if condition.folded.is_some() {
+        map.insert("ignore_case".into(), true.into());
+    }
     Value::Object(map)
 }
 

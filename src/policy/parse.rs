@@ -1,7 +1,7 @@
 //! Turning policy JSON into a validated [`Policy`], with a path in every error.
 
 use super::arg_path::ArgPath;
-use super::condition::{Condition, Op, OP_NAMES};
+use super::condition::{Condition, Op, CASE_OPS, OP_NAMES};
 use super::error::PolicyError;
 use super::limit::{
     window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
@@ -33,7 +33,7 @@ const RULE_FIELDS: &[&str] = &[
     "rate_limit",
 ];
 const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if"];
-const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason"];
+const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "cost", "refund"];
 const RATE_LIMIT_FIELDS: &[&str] = &["max", "window", "scope"];
 const ACTIONS: &str = "\"allow\", \"deny\" or \"require_approval\"";
@@ -390,9 +390,29 @@ fn condition(v: &Value, path: &str, field: &str) -> Result<Condition, PolicyErro
         "deny_if" => "denied because",
         _ => "needs approval because",
     };
+    let ignore_case = match map.get("ignore_case") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if CASE_OPS.contains(&op_name) => true,
+        Some(Value::Bool(true)) => {
+            return Err(PolicyError::at(
+                &join(path, "ignore_case"),
+                format!(
+                    "ignore_case applies to the string comparisons of {}; \"{op_name}\" has none",
+                    CASE_OPS.join(", ")
+                ),
+            ))
+        }
+        Some(other) => {
+            return Err(PolicyError::at(
+                &join(path, "ignore_case"),
+                format!("expected true or false, found {}", describe(other)),
+            ))
+        }
+    };
     let fallback = format!("{because} {} {op_name} {operand}", arg_path.as_str());
     Ok(Condition {
         path: arg_path,
+        folded: ignore_case.then(|| op.folded()),
         op,
         reason: optional_string(map, path, "reason")?.map(Arc::from),
         fallback: fallback.into(),

@@ -169,6 +169,17 @@ impl Harness {
     fn received(&self) -> usize {
         self.server.received.lock().unwrap().len()
     }
+
+    /// How many calls of `tool` reached the service.
+    fn calls_of(&self, tool: &str) -> usize {
+        self.server
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["params"]["name"] == tool)
+            .count()
+    }
 }
 
 #[test]
@@ -372,15 +383,7 @@ fn older_sessions_are_asked_on_the_calls_stream_and_answer_with_a_post() {
     let result = rest(body);
     assert_eq!(result["id"], 9);
     assert_eq!(result["result"]["content"][0]["text"], "ran send_email");
-    let calls = h
-        .server
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m["params"]["name"] == "send_email")
-        .count();
-    assert_eq!(calls, 1);
+    assert_eq!(h.calls_of("send_email"), 1);
 
     let (body, ask) = held_call(&mut h);
     let no = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}});
@@ -389,15 +392,7 @@ fn older_sessions_are_asked_on_the_calls_stream_and_answer_with_a_post() {
         rest(body)["result"]["structuredContent"]["code"],
         "approval_declined"
     );
-    let calls = h
-        .server
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m["params"]["name"] == "send_email")
-        .count();
-    assert_eq!(calls, 1, "the declined call never ran");
+    assert_eq!(h.calls_of("send_email"), 1, "the declined call never ran");
 }
 
 #[test]

@@ -42,7 +42,8 @@ const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"
   "whmcs_close_client":{"action":"deny"},
   "whmcs_send_email":{"action":"require_approval"}}}"#;
 
-const TOOLS: &[&str] = &[
+/// The tools the policy lets through; the fuzz calls them and the refused ones below.
+const ALLOWED: &[&str] = &[
     "whmcs_get_ticket",
     "whmcs_update_ticket",
     "whmcs_add_credit",
@@ -53,6 +54,8 @@ const TOOLS: &[&str] = &[
     "whmcs_huge",
     "whmcs_slow",
     "whmcs_ask",
+];
+const REFUSED: &[&str] = &[
     "whmcs_close_client",
     "whmcs_delete_client",
     "whmcs_send_email",
@@ -134,7 +137,8 @@ fn odd_id(rng: &mut Rng, used: &mut Vec<Value>) -> Value {
 }
 
 fn message(rng: &mut Rng, used: &mut Vec<Value>) -> Message {
-    let tool = *rng.pick(TOOLS);
+    let tools: Vec<&str> = ALLOWED.iter().chain(REFUSED).copied().collect();
+    let tool = *rng.pick(&tools);
     match rng.below(20) {
         0..=6 => {
             let id = odd_id(rng, used);
@@ -305,19 +309,7 @@ fn message(rng: &mut Rng, used: &mut Vec<Value>) -> Message {
 
 /// Folds keys as the Go-like server does, to compare with its log.
 fn allowed_run(tool: &str, args: &Value) -> Result<(), String> {
-    let allowed = [
-        "whmcs_get_ticket",
-        "whmcs_update_ticket",
-        "whmcs_add_credit",
-        "whmcs_fail",
-        "whmcs_error",
-        "whmcs_garbage",
-        "whmcs_silent",
-        "whmcs_huge",
-        "whmcs_slow",
-        "whmcs_ask",
-    ];
-    if !allowed.contains(&tool) {
+    if !ALLOWED.contains(&tool) {
         return Err(format!("the server ran {tool}, which the policy refuses"));
     }
     if tool == "whmcs_update_ticket" && args.get("priority") == Some(&json!("Emergency")) {

@@ -273,10 +273,15 @@ where
                 let response = inner.call(request).await?;
                 return Ok(response.map(|b| b.map_err(Into::into).boxed_unsync()));
             }
-            if let Some(refused) = header_mismatch(&parts.headers, &bytes) {
+            // Read once here for the headers and the routing; the relay reads it again,
+            // strictly, as the one that decides.
+            let message = mcp::parse_message(&bytes, layer.max_body).ok();
+            if let Some(refused) = message
+                .as_ref()
+                .and_then(|m| header_mismatch(&parts.headers, m))
+            {
                 return Ok(answer(StatusCode::BAD_REQUEST, &refused));
             }
-            let message = mcp::parse_message(&bytes, layer.max_body).ok();
             // A person's answer to an approval request this layer made.
             if let Some(id) = message
                 .as_ref()
@@ -748,8 +753,7 @@ fn rewrite_event(relay: &Relay, event: &[u8], audit: Option<&AuditSink>) -> Vec<
 
 /// A JSON-RPC error for a header that contradicts the body, or a required header that is
 /// missing (2026-07-28); `None` when the headers agree.
-fn header_mismatch(headers: &http::HeaderMap, body: &[u8]) -> Option<Value> {
-    let message = mcp::parse_message(body, usize::MAX).ok()?;
+fn header_mismatch(headers: &http::HeaderMap, message: &Value) -> Option<Value> {
     let method = message.get("method")?.as_str()?;
     let name = message.pointer("/params/name").and_then(Value::as_str);
     let header = |key: &str| headers.get(key).map(decode_header);

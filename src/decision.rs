@@ -293,13 +293,13 @@ impl fmt::Display for DenyCode {
 
 /// The key of the rule that decided a call, such as `"whmcs_get_*"`. Derefs to `str`.
 ///
-/// Shared with the policy: making one costs no allocation.
+/// Reference-counted: making one costs no allocation, and cloning one no copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleKey(Arc<str>);
 
 impl RuleKey {
-    pub(crate) fn shared(key: &Arc<str>) -> RuleKey {
-        RuleKey(Arc::clone(key))
+    pub(crate) fn from_arc(key: Arc<str>) -> RuleKey {
+        RuleKey(key)
     }
 
     /// The key's text.
@@ -307,7 +307,7 @@ impl RuleKey {
         &self.0
     }
 
-    /// The key, shared with the policy (no copy).
+    /// The key's text, shared (no copy).
     #[cfg(feature = "metrics")]
     pub(crate) fn shared_text(&self) -> Arc<str> {
         Arc::clone(&self.0)
@@ -645,24 +645,7 @@ pub(crate) struct Charge {
 
 /// The charges of one call: two inline (a rule's limit and `all_tools`' are the common
 /// case), more on the heap. Kept small because every `Decision` carries one.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Charges {
-    inline: [Option<Charge>; 2],
-    heap: Vec<Charge>,
-}
-
-impl Charges {
-    pub(crate) fn push(&mut self, charge: Charge) {
-        match self.inline.iter_mut().find(|slot| slot.is_none()) {
-            Some(slot) => *slot = Some(charge),
-            None => self.heap.push(charge),
-        }
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Charge> {
-        self.inline.iter().flatten().chain(&self.heap)
-    }
-}
+pub(crate) type Charges = smallvec::SmallVec<[Charge; 2]>;
 
 /// A window's length for people: `minute`, `3 hours`, `90 s`.
 struct WindowText(u64);

@@ -2,18 +2,17 @@
 
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{
-    Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage,
-};
-use crate::inline_vec::InlineVec;
+use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, ToolName, Usage};
 use crate::policy::Refund;
 use crate::policy::{
-    Action, Condition, Cost, Counter, Limit, Outcome, Policy, Rule, Scope, MAX_NAME_BYTES,
+    Action, Condition, Cost, Counter, Limit, Outcome, Policy, Resolved, Rule, Scope, MAX_NAME_BYTES,
 };
-use crate::snapshot::PolicyCell;
 use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
+use crate::thread_copies;
+use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use serde_json::Value;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +49,9 @@ const INLINE_LIMITS: usize = 4;
 pub struct Engine {
     /// Tells this engine's decisions from another's, for refunds.
     id: u64,
-    policy: PolicyCell,
+    /// Read without a reference-count write per call (`arc-swap`'s per-thread debts), and
+    /// replaced atomically by `reload`.
+    policy: ArcSwap<Policy>,
     clock: Arc<dyn Clock>,
     store: Arc<dyn CounterStore>,
     fail_open: bool,
@@ -62,7 +63,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("policy", &self.policy.current())
+            .field("policy", &self.policy.load())
             .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
     }
@@ -121,7 +122,7 @@ impl EngineBuilder {
             .map(|candidate| Arc::new(Engine::shadow_engine(candidate, Arc::clone(&clock))));
         Engine {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            policy: PolicyCell::new(self.policy),
+            policy: ArcSwap::from_pointee(self.policy),
             clock,
             store: self.store,
             fail_open: self.fail_open,
@@ -181,7 +182,7 @@ impl Engine {
         let shadow = self.shadow.read().clone()?;
         // Not `evaluate`: a shadow's decisions are not the enforced ones, and are not
         // counted in the decision metrics.
-        Some(shadow.decide(&shadow.policy.snapshot(), call, true))
+        Some(shadow.decide(&shadow.policy.load(), call, true))
     }
 
     /// Replaces the shadow policy (its counts survive for unchanged counters), or removes
@@ -211,18 +212,18 @@ impl Engine {
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision {
         #[cfg(feature = "metrics")]
         {
-            let decision = self.decide(&self.policy.snapshot(), call, true);
+            let decision = self.decide(&self.policy.load(), call, true);
             crate::observe::decided(&decision);
             decision
         }
         // Returned as made: no copy of the decision on the hot path.
         #[cfg(not(feature = "metrics"))]
-        self.decide(&self.policy.snapshot(), call, true)
+        self.decide(&self.policy.load(), call, true)
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.
     pub fn peek<'a>(&self, call: &ToolCall<'a>) -> Decision {
-        self.decide(&self.policy.snapshot(), call, false)
+        self.decide(&self.policy.load(), call, false)
     }
 
     /// Reports that the server never ran an allowed call (it answered with a JSON-RPC
@@ -352,23 +353,47 @@ impl Engine {
     /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
     /// never a mix.
     ///
-    /// Each thread that evaluates calls keeps its own copy of the policy, so that threads
-    /// never contend; it makes a new copy on its first call after a reload (microseconds
-    /// for tens of rules, milliseconds for ten thousand).
+    /// Calls never wait for a reload, nor a reload for calls: the swap is one atomic
+    /// pointer exchange. The replaced policy is freed here, on the reloading thread, once
+    /// the calls still deciding under it have finished (they take microseconds), so that
+    /// freeing a large policy never lands inside somebody's call. If a caller keeps the
+    /// old policy (from [`policy`](Self::policy)) longer than 10 ms, the last holder
+    /// frees it instead.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    ///
+    /// let engine = Engine::new(r#"{"version": "1", "default": "allow"}"#.parse::<Policy>()?);
+    /// assert!(engine.evaluate(&ToolCall::new("t")).is_allowed());
+    /// engine.reload(r#"{"version": "1", "default": "deny"}"#.parse()?);
+    /// assert!(!engine.evaluate(&ToolCall::new("t")).is_allowed());
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
     pub fn reload(&self, policy: Policy) {
-        self.policy.replace(policy);
+        let mut old = self.policy.swap(Arc::new(policy));
+        let deadline = std::time::Instant::now() + Duration::from_millis(10);
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(policy) => return drop(policy),
+                Err(still_used) if std::time::Instant::now() < deadline => {
+                    old = still_used;
+                    std::thread::yield_now();
+                }
+                Err(_) => return,
+            }
+        }
     }
 
     /// The current policy.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.current()
+        self.policy.load_full()
     }
 
     fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
         let tool = call.name();
         let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
             tool: ToolName::new(tool),
-            rule: rule.map(|r| r.key_for()),
+            rule: rule.map(|r| thread_copies::rule_key(policy, r)),
             code,
             reason,
             limit: None,
@@ -386,15 +411,14 @@ impl Engine {
                 ),
             );
         }
-        if policy.is_hidden(tool) {
+        // 2. Match: hidden, or the rule (one lookup).
+        let Resolved::Rule(rule) = policy.resolve(tool) else {
             return deny(
                 None,
                 DenyCode::Hidden,
                 Reason::fixed("this tool is hidden by the policy"),
             );
-        }
-        // 2. Match.
-        let rule = policy.rule(tool);
+        };
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {
@@ -450,7 +474,7 @@ impl Engine {
             if let Some(reason) = reason {
                 return Decision::RequireApproval {
                     tool: ToolName::new(tool),
-                    rule: rule.map(|r| r.key_for()),
+                    rule: rule.map(|r| thread_copies::rule_key(policy, r)),
                     reason,
                 };
             }
@@ -459,7 +483,7 @@ impl Engine {
         if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
             return Decision::Allow {
                 tool: ToolName::new(tool),
-                rule: rule.map(|r| r.key_for()),
+                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
                 usage: Usage::none(),
                 approval: call.approval_id().map(str::to_owned),
             };
@@ -468,50 +492,42 @@ impl Engine {
             .into_iter()
             .flat_map(Rule::all_limits)
             .chain(policy.all_tools.all_limits());
-        self.check_limits(limits, rule, call, record)
+        self.check_limits(policy, limits, rule, call, record)
     }
 
     fn check_limits<'p, 'a>(
         &self,
+        policy: &Policy,
         limits: impl Iterator<Item = &'p Limit>,
         rule: Option<&Rule>,
         call: &ToolCall<'a>,
         record: bool,
     ) -> Decision {
         let tool = ToolName::new(call.name());
-        let rule_key = rule.map(|r| r.key_for());
+        let rule_key = rule.map(|r| thread_copies::rule_key(policy, r));
         let mut limits = limits.peekable();
-        let Some(first) = limits.peek().copied() else {
+        if limits.peek().is_none() {
             return Decision::Allow {
                 tool,
                 rule: rule_key,
                 usage: Usage::none(),
                 approval: call.approval_id().map(str::to_owned),
             };
-        };
-        let filler = LimitRequest {
-            key: CounterKey {
-                counter: &first.counter,
-                scope_id: "",
-            },
-            max: 1,
-            cost: 0,
-        };
-        let mut requests = InlineVec::<LimitRequest<'_>, INLINE_LIMITS>::new(filler);
+        }
+        let mut requests = SmallVec::<[LimitRequest<'_>; INLINE_LIMITS]>::new();
         // Each request's first limit, scope id (kept at the call's lifetime for the
         // decision) and refund setting.
-        let mut sources =
-            InlineVec::<(&Limit, &'a str, Refund), INLINE_LIMITS>::new((first, "", first.refund));
+        let mut sources = SmallVec::<[(&Limit, &'a str, Refund); INLINE_LIMITS]>::new();
         for limit in limits {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
-                counter: Arc::clone(&limit.counter),
+                counter: thread_copies::counter(policy, limit),
                 scope_id: scope_id.map(CompactString::new),
                 max: limit.max,
                 cost,
             };
             let deny = |code, reason: String, info| Decision::Deny {
                 tool: ToolName::new(call.name()),
-                rule: rule.map(|r| r.key_for()),
+                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
                 code,
                 reason: Reason::composed(reason),
                 limit: Some(info),
@@ -536,18 +552,17 @@ impl Engine {
             // Limits that resolve to one count share it: their costs add up, and the
             // smallest max and the least generous refund setting apply.
             let same = requests
-                .as_slice()
                 .iter()
                 .position(|r| r.key.scope_id == scope_id && *r.key.counter == *limit.counter);
             let merged = same.and_then(|i| {
-                let request = requests.as_mut_slice().get_mut(i)?;
+                let request = requests.get_mut(i)?;
                 Some((request, i))
             });
             match merged {
                 Some((request, i)) => {
                     request.cost = request.cost.saturating_add(cost);
                     request.max = request.max.min(limit.max);
-                    if let Some(source) = sources.as_mut_slice().get_mut(i) {
+                    if let Some(source) = sources.get_mut(i) {
                         source.2 = source.2.least_generous(limit.refund);
                     }
                 }
@@ -564,11 +579,11 @@ impl Engine {
                 }
             }
         }
-        for (request, &(limit, scope_id, _)) in requests.as_slice().iter().zip(sources.as_slice()) {
+        for (request, &(limit, scope_id, _)) in requests.iter().zip(&sources) {
             if request.cost > request.max {
                 return Decision::Deny {
                     tool: ToolName::new(call.name()),
-                    rule: rule.map(|r| r.key_for()),
+                    rule: rule.map(|r| thread_copies::rule_key(policy, r)),
                     code: DenyCode::CostExceedsMax,
                     reason: Reason::composed(format!(
                         "this call costs {} units but counter \"{}\" admits at most {} per \
@@ -578,7 +593,7 @@ impl Engine {
                         request.max
                     )),
                     limit: Some(LimitInfo {
-                        counter: Arc::clone(&limit.counter),
+                        counter: thread_copies::counter(policy, limit),
                         scope_id: Some(CompactString::new(scope_id)),
                         max: request.max,
                         cost: Some(request.cost),
@@ -588,20 +603,19 @@ impl Engine {
         }
 
         let now = self.clock.now();
-        let requests = requests.as_slice();
         let answer = if record {
-            self.store.acquire(now, requests)
+            self.store.acquire(now, &requests)
         } else {
-            self.store.peek(now, requests)
+            self.store.peek(now, &requests)
         };
         let refused = |index: usize, retry_after| {
             let request = requests.get(index)?;
-            let &(limit, scope_id, _) = sources.as_slice().get(index)?;
+            let &(limit, scope_id, _) = sources.get(index)?;
             Some(Decision::Limit {
                 tool: ToolName::new(call.name()),
-                rule: rule.map(|r| r.key_for()),
+                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
                 limit: LimitInfo {
-                    counter: Arc::clone(&limit.counter),
+                    counter: thread_copies::counter(policy, limit),
                     scope_id: Some(CompactString::new(scope_id)),
                     max: request.max,
                     cost: Some(request.cost),
@@ -613,11 +627,9 @@ impl Engine {
             Ok(Admission::Admitted { at }) => {
                 let mut charges = Charges::default();
                 if record {
-                    for (request, &(limit, scope_id, refund)) in
-                        requests.iter().zip(sources.as_slice())
-                    {
+                    for (request, &(limit, scope_id, refund)) in requests.iter().zip(&sources) {
                         charges.push(Charge {
-                            counter: Arc::clone(&limit.counter),
+                            counter: thread_copies::counter(policy, limit),
                             scope_id: CompactString::new(scope_id),
                             cost: request.cost,
                             refund,
@@ -655,13 +667,6 @@ impl Engine {
             reason: Reason::composed(error.to_string()),
             limit: None,
         }
-    }
-}
-
-impl Rule {
-    /// The rule's key for a decision, shared with the policy.
-    fn key_for(&self) -> RuleKey {
-        RuleKey::shared(&self.key)
     }
 }
 

@@ -135,15 +135,13 @@ mod engine;
 mod explain;
 #[cfg(feature = "http")]
 pub mod http;
-mod inline_vec;
 mod json;
 mod matcher;
 pub mod mcp;
-mod name_table;
 mod observe;
 mod policy;
-mod snapshot;
 mod store;
+mod thread_copies;
 
 pub use call::ToolCall;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

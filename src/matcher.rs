@@ -1,98 +1,230 @@
-//! Tool name → rule: an exact-name map, then globs ordered by specificity.
+//! Tool name → hidden, or the rule that governs it: exact names, then globs ordered by
+//! specificity.
 
-use crate::name_table::NameTable;
+use hashbrown::HashTable;
 
-/// Finds the rule for a tool name: the key equal to the name; else the matching glob with
-/// the most literal characters, ties broken by the key that sorts first by bytes.
+/// What a policy makes of a tool name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `hide` matches it.
+    Hidden,
+    /// The index of its rule; `None` when only the default applies.
+    Rule(Option<usize>),
+}
+
+/// Resolves tool names against a policy's `hide` list and rule keys with one pass over the
+/// name's bytes in the common case.
 ///
-/// Keys are compiled once. Exact names go into a hash map. Globs are sorted by precedence
-/// and indexed by their leading literal (the text before the first `*`), so a lookup
-/// hashes one prefix of the name per distinct leading-literal length and tries only the
-/// globs whose leading literal matches, instead of scanning every glob.
+/// `hide` wins over any rule. Otherwise the rule is the key equal to the name, else the
+/// matching glob with the most literal characters, ties broken by the key that sorts first
+/// by bytes.
+///
+/// Keys are compiled once into one hash table holding exact names and the globs' leading
+/// literals (the text before the first `*`). A lookup hashes the name once for the exact
+/// names; only on a miss does it hash the name's prefixes — incrementally, in one more
+/// pass — at each distinct leading-literal length, and tries only the globs whose leading
+/// literal matches, in precedence order, instead of scanning every glob.
+///
+/// The hash is unkeyed (FNV-1a, then a finalizer). That is safe because only the policy's
+/// own keys are inserted: a caller only looks names up, so it cannot build colliding
+/// chains. A measured alternative, `hashbrown`'s default `foldhash` over each prefix, costs
+/// one full hash per prefix length and was slower for globs.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Matcher {
-    exact: NameTable,
-    /// Globs in precedence order, with their values.
-    globs: Vec<(Glob, usize)>,
-    /// Leading literal → index in `prefix_groups`.
-    by_prefix: NameTable,
-    /// Positions in `globs` sharing one leading literal, ascending.
-    prefix_groups: Vec<Vec<usize>>,
+    table: HashTable<Entry>,
+    /// Hide globs, then rule globs, each in precedence order.
+    globs: Vec<Glob>,
+    /// How many of `globs` come from `hide`.
+    hide_globs: usize,
     /// The distinct leading-literal lengths, ascending.
     prefix_lens: Vec<usize>,
 }
 
+/// One text of the table: an exact name, a leading literal of globs, or both.
+#[derive(Debug, Clone)]
+struct Entry {
+    hash: u64,
+    text: Box<str>,
+    /// What the name resolves to when it is the whole tool name.
+    exact: Option<Exact>,
+    /// Positions in `globs` of the globs with this leading literal, ascending.
+    globs: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Exact {
+    /// Hidden by an exact `hide` name or a `hide` glob (decided when compiling).
+    hidden: bool,
+    rule: Option<usize>,
+}
+
 impl Matcher {
-    /// Builds a matcher over `(key, value)` pairs; a key containing `*` is a glob.
-    pub(crate) fn new<'k>(keys: impl IntoIterator<Item = (&'k str, usize)>) -> Matcher {
+    /// Compiles `hide` (names and globs) and the rule keys; rule `i` is the `i`th key.
+    pub(crate) fn new<'k, H: AsRef<str>>(
+        hide: &[H],
+        rule_keys: impl IntoIterator<Item = &'k str>,
+    ) -> Matcher {
         let mut matcher = Matcher::default();
-        let mut exact = Vec::new();
-        for (key, value) in keys {
+        let mut hide_globs = Vec::new();
+        let mut rule_globs = Vec::new();
+        let mut exact_hidden = Vec::new();
+        for key in hide.iter().map(AsRef::as_ref) {
             if key.contains('*') {
-                matcher.globs.push((Glob::new(key), value));
+                hide_globs.push(Glob::new(key, None));
             } else {
-                exact.push((key, value));
+                exact_hidden.push(key);
             }
         }
-        matcher.exact = NameTable::new(exact);
-        matcher.globs.sort_by(|(a, _), (b, _)| {
-            b.literal_len
-                .cmp(&a.literal_len)
-                .then_with(|| a.key.as_bytes().cmp(b.key.as_bytes()))
-        });
-        let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
-        for (position, (glob, _)) in matcher.globs.iter().enumerate() {
-            let prefix = glob.leading_literal();
-            groups.entry(prefix).or_default().push(position);
-            matcher.prefix_lens.push(prefix.len());
+        let mut exact_rules = Vec::new();
+        for (i, key) in rule_keys.into_iter().enumerate() {
+            if key.contains('*') {
+                rule_globs.push(Glob::new(key, Some(i)));
+            } else {
+                exact_rules.push((key, i));
+            }
         }
-        matcher.by_prefix = NameTable::new(groups.keys().copied().zip(0..));
-        matcher.prefix_groups = groups.into_values().collect();
+        hide_globs.sort_by(Glob::precedence);
+        rule_globs.sort_by(Glob::precedence);
+        for name in exact_hidden {
+            matcher.entry(name).exact = Some(Exact {
+                hidden: true,
+                rule: None,
+            });
+        }
+        for (name, rule) in exact_rules {
+            let hidden_by_glob = hide_globs.iter().any(|g| g.matches(name));
+            let exact = matcher.entry(name).exact.get_or_insert(Exact {
+                hidden: hidden_by_glob,
+                rule: None,
+            });
+            exact.rule = exact.rule.or(Some(rule));
+        }
+        matcher.hide_globs = hide_globs.len();
+        matcher.globs = hide_globs.into_iter().chain(rule_globs).collect();
+        let literals: Vec<(Box<str>, usize)> = matcher
+            .globs
+            .iter()
+            .enumerate()
+            .map(|(position, glob)| (glob.leading_literal().into(), position))
+            .collect();
+        for (literal, position) in literals {
+            matcher.prefix_lens.push(literal.len());
+            matcher.entry(&literal).globs.push(position);
+        }
         matcher.prefix_lens.sort_unstable();
         matcher.prefix_lens.dedup();
         matcher
     }
 
-    /// The value of the key that matches `name` best, if any.
-    pub(crate) fn find(&self, name: &str) -> Option<usize> {
-        if let Some(value) = self.exact.get(name) {
-            return Some(value);
+    fn entry(&mut self, text: &str) -> &mut Entry {
+        let hash = NameHash::of(text.as_bytes());
+        self.table
+            .entry(hash, |e| *e.text == *text, |e| e.hash)
+            .or_insert_with(|| Entry {
+                hash,
+                text: text.into(),
+                exact: None,
+                globs: Vec::new(),
+            })
+            .into_mut()
+    }
+
+    fn get(&self, hash: u64, text: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |e| e.text.as_bytes() == text)
+    }
+
+    /// What `name` resolves to.
+    pub(crate) fn resolve(&self, name: &str) -> Target {
+        let exact = self
+            .get(NameHash::of(name.as_bytes()), name.as_bytes())
+            .and_then(|e| e.exact);
+        match exact {
+            Some(Exact { hidden: true, .. }) => return Target::Hidden,
+            Some(Exact {
+                rule: Some(rule), ..
+            }) => return Target::Rule(Some(rule)),
+            _ => {}
         }
-        if self.globs.is_empty() {
+        match self.best_glob(name, 0) {
+            Some(position) if position < self.hide_globs => Target::Hidden,
+            Some(position) => Target::Rule(self.globs.get(position).and_then(|g| g.rule)),
+            None => Target::Rule(None),
+        }
+    }
+
+    /// The rule for `name` whether or not it is hidden.
+    pub(crate) fn rule(&self, name: &str) -> Option<usize> {
+        let exact = self
+            .get(NameHash::of(name.as_bytes()), name.as_bytes())
+            .and_then(|e| e.exact);
+        if let Some(rule) = exact.and_then(|e| e.rule) {
+            return Some(rule);
+        }
+        self.best_glob(name, self.hide_globs)
+            .and_then(|position| self.globs.get(position))
+            .and_then(|g| g.rule)
+    }
+
+    /// The position of the first glob at or after `from` that matches `name`.
+    fn best_glob(&self, name: &str, from: usize) -> Option<usize> {
+        if self.globs.len() <= from {
             return None;
         }
+        let bytes = name.as_bytes();
         let mut best: Option<usize> = None;
+        let mut hash = NameHash::new();
+        let mut hashed = 0;
         for &len in &self.prefix_lens {
-            // A prefix cut inside a character cannot equal a glob's (valid UTF-8) literal.
-            let Some(prefix) = name.get(..len) else {
-                if len > name.len() {
-                    break;
-                }
+            let Some(prefix) = bytes.get(..len) else {
+                break;
+            };
+            for &byte in prefix.get(hashed..).unwrap_or_default() {
+                hash.push(byte);
+            }
+            hashed = len;
+            let Some(entry) = self.get(hash.finish(), prefix) else {
                 continue;
             };
-            let Some(positions) = self
-                .by_prefix
-                .get(prefix)
-                .and_then(|group| self.prefix_groups.get(group))
-            else {
-                continue;
-            };
-            for &position in positions {
+            for &position in entry.globs.iter().filter(|&&p| p >= from) {
                 if best.is_some_and(|b| position >= b) {
                     break;
                 }
-                if self
-                    .globs
-                    .get(position)
-                    .is_some_and(|(glob, _)| glob.matches(name))
-                {
+                if self.globs.get(position).is_some_and(|g| g.matches(name)) {
                     best = Some(position);
                     break;
                 }
             }
         }
-        best.and_then(|position| self.globs.get(position))
-            .map(|&(_, value)| value)
+        best
+    }
+}
+
+/// FNV-1a over bytes, so that a name's prefixes hash in one pass; finished with a
+/// multiply-xorshift so hashbrown's bucket (low) and tag (high) bits are both mixed.
+struct NameHash(u64);
+
+impl NameHash {
+    fn new() -> NameHash {
+        NameHash(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    }
+
+    fn of(bytes: &[u8]) -> u64 {
+        let mut hash = NameHash::new();
+        for &byte in bytes {
+            hash.push(byte);
+        }
+        hash.finish()
     }
 }
 
@@ -100,6 +232,8 @@ impl Matcher {
 #[derive(Debug, Clone)]
 struct Glob {
     key: Box<str>,
+    /// The rule it belongs to; `None` for a `hide` glob.
+    rule: Option<usize>,
     /// The literal pieces between stars; there is always one more piece than stars.
     pieces: Vec<Box<str>>,
     /// Literal characters (not bytes: `€` counts one), which rank globs.
@@ -109,16 +243,23 @@ struct Glob {
 }
 
 impl Glob {
-    fn new(key: &str) -> Glob {
+    fn new(key: &str, rule: Option<usize>) -> Glob {
         let pieces: Vec<Box<str>> = key.split('*').map(Into::into).collect();
         Glob {
             key: key.into(),
+            rule,
             literal_len: pieces.iter().map(|p| p.chars().count()).sum(),
             literal_bytes: pieces.iter().map(|p| p.len()).sum(),
             pieces,
         }
     }
 
+    /// Most literal characters first, then the key sorting first by bytes.
+    fn precedence(a: &Glob, b: &Glob) -> std::cmp::Ordering {
+        b.literal_len
+            .cmp(&a.literal_len)
+            .then_with(|| a.key.as_bytes().cmp(b.key.as_bytes()))
+    }
     /// The literal text before the first `*`.
     fn leading_literal(&self) -> &str {
         self.pieces.first().map_or("", |piece| piece)
@@ -155,9 +296,37 @@ impl Glob {
 mod tests {
     use super::*;
 
+    const NO_HIDE: &[&str] = &[];
+
     fn best<'k>(keys: &[&'k str], name: &str) -> Option<&'k str> {
-        let matcher = Matcher::new(keys.iter().enumerate().map(|(i, k)| (*k, i)));
-        matcher.find(name).map(|i| keys[i])
+        let matcher = Matcher::new(NO_HIDE, keys.iter().copied());
+        assert_eq!(
+            matcher.resolve(name),
+            Target::Rule(matcher.rule(name)),
+            "{name}"
+        );
+        matcher.rule(name).map(|i| keys[i])
+    }
+
+    #[test]
+    fn hide_wins_over_every_rule_yet_the_rule_stays_known() {
+        let hide = ["whmcs_delete_*", "exact_hidden", "shared"];
+        let keys = ["whmcs_delete_client", "whmcs_*", "shared", "*"];
+        let matcher = Matcher::new(&hide, keys.iter().copied());
+        for (name, rule) in [
+            ("whmcs_delete_client", Some(0)),
+            ("whmcs_delete_x", Some(1)),
+            ("exact_hidden", Some(3)),
+            ("shared", Some(2)),
+        ] {
+            assert_eq!(matcher.resolve(name), Target::Hidden, "{name}");
+            assert_eq!(matcher.rule(name), rule, "{name}");
+        }
+        assert_eq!(matcher.resolve("whmcs_get"), Target::Rule(Some(1)));
+        assert_eq!(matcher.resolve("exact_hidden2"), Target::Rule(Some(3)));
+        let only_hide = Matcher::new(&["a*"], []);
+        assert_eq!(only_hide.resolve("ab"), Target::Hidden);
+        assert_eq!(only_hide.resolve("b"), Target::Rule(None));
     }
 
     #[test]
@@ -231,7 +400,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let matcher = Matcher::new(refs.iter().enumerate().map(|(i, k)| (*k, i)));
+        let matcher = Matcher::new(NO_HIDE, refs.iter().copied());
         let mut ordered: Vec<(usize, &str)> = refs
             .iter()
             .copied()
@@ -252,10 +421,10 @@ mod tests {
             } else {
                 ordered
                     .iter()
-                    .find(|(_, k)| Glob::new(k).matches(name))
+                    .find(|(_, k)| Glob::new(k, None).matches(name))
                     .map(|(i, _)| *i)
             };
-            assert_eq!(matcher.find(name), linear, "{name}");
+            assert_eq!(matcher.rule(name), linear, "{name}");
         }
     }
 

@@ -156,16 +156,6 @@ impl PartialEq for Condition {
 }
 
 impl Condition {
-    pub(crate) fn deep_copy(&self) -> Condition {
-        Condition {
-            path: self.path.clone(),
-            op: self.op.clone(),
-            reason: self.reason.as_deref().map(Arc::from),
-            fallback: Arc::from(&*self.fallback),
-            folded: self.folded.clone(),
-        }
-    }
-
     /// Whether the condition holds for these arguments. An absent path makes every
     /// operator false except `exists: false`; a type mismatch is false.
     pub(crate) fn holds(&self, args: Option<&Value>) -> bool {

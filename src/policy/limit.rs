@@ -268,21 +268,12 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Limit {
     pub(crate) counter: Arc<Counter>,
+    /// The counter's number within its policy (limits sharing a counter share it), so
+    /// that each thread can keep its own clone of the `Arc` (`counter_copies`).
+    pub(crate) slot: u32,
     pub(crate) max: u64,
     pub(crate) cost: Cost,
     pub(crate) refund: Refund,
-}
-
-impl Limit {
-    pub(crate) fn deep_copy(&self) -> Limit {
-        Limit {
-            // The name stays shared: only store inserts clone it, never a call.
-            counter: Arc::new((*self.counter).clone()),
-            max: self.max,
-            cost: self.cost.clone(),
-            refund: self.refund,
-        }
-    }
 }
 
 /// The policy spelling of a window: a unit name when it is one, seconds otherwise.

@@ -16,11 +16,18 @@ pub(crate) use parse::MAX_NAME_BYTES;
 pub use rule::Action;
 pub(crate) use rule::Rule;
 
-use crate::matcher::Matcher;
+use crate::matcher::{Matcher, Target};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// What a policy makes of a tool name: hidden, or governed by a rule or the default.
+pub(crate) enum Resolved<'p> {
+    Hidden,
+    Rule(Option<&'p Rule>),
+}
 
 /// A validated, immutable policy: parse it once, then share it.
 ///
@@ -50,15 +57,17 @@ use std::sync::Arc;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Tells policies apart in the engine's per-thread counter copies; clones share it,
+    /// as they share the counters.
+    pub(crate) id: u64,
     pub(crate) description: Option<String>,
     pub(crate) default: Action,
     pub(crate) hide: Vec<Arc<str>>,
     pub(crate) all_tools: Rule,
     /// Rules in key order.
     pub(crate) rules: Vec<Rule>,
-    /// Shared, not copied, by per-thread copies: lookups only read it.
-    pub(crate) matcher: Arc<Matcher>,
-    pub(crate) hidden: Arc<Matcher>,
+    /// Tool name → hidden, or the index of its rule.
+    pub(crate) matcher: Matcher,
 }
 
 impl Policy {
@@ -104,7 +113,7 @@ impl Policy {
 
     /// Whether `hide` matches the tool: it is left out of `tools/list` and denied.
     pub fn is_hidden(&self, tool: &str) -> bool {
-        self.hidden.find(tool).is_some()
+        self.matcher.resolve(tool) == Target::Hidden
     }
 
     /// Whether every call of `tool` is denied before its arguments are looked at: it is
@@ -148,21 +157,28 @@ impl Policy {
             .flat_map(arg_path::ArgPath::keys)
     }
 
-    /// A copy sharing no reference counts with `self` (see `snapshot.rs` for why).
-    pub(crate) fn deep_copy(&self) -> Policy {
-        Policy {
-            description: self.description.clone(),
-            default: self.default,
-            hide: self.hide.iter().map(|key| Arc::from(&**key)).collect(),
-            all_tools: self.all_tools.deep_copy(),
-            rules: self.rules.iter().map(Rule::deep_copy).collect(),
-            matcher: Arc::clone(&self.matcher),
-            hidden: Arc::clone(&self.hidden),
+    /// The rule governing `tool`, hidden or not.
+    pub(crate) fn rule(&self, tool: &str) -> Option<&Rule> {
+        self.matcher.rule(tool).and_then(|i| self.rules.get(i))
+    }
+
+    /// Hidden, or the rule governing `tool` (`None`: the default), in one lookup. An index
+    /// without a rule cannot happen; it would resolve to hidden (fail closed).
+    pub(crate) fn resolve(&self, tool: &str) -> Resolved<'_> {
+        match self.matcher.resolve(tool) {
+            Target::Hidden => Resolved::Hidden,
+            Target::Rule(None) => Resolved::Rule(None),
+            Target::Rule(Some(i)) => self
+                .rules
+                .get(i)
+                .map_or(Resolved::Hidden, |rule| Resolved::Rule(Some(rule))),
         }
     }
 
-    pub(crate) fn rule(&self, tool: &str) -> Option<&Rule> {
-        self.matcher.find(tool).and_then(|i| self.rules.get(i))
+    /// A number no other policy loaded in this process has.
+    pub(crate) fn next_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The policy as JSON, in the form it was loaded from.

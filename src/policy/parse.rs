@@ -189,7 +189,8 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                 continue;
             };
             problems.take(known_fields(rule_map, &path, RULE_FIELDS));
-            if let Some(rule) = problems.take(rule(key, rule_map, &path, &mut counters)) {
+            if let Some(mut rule) = problems.take(rule(key, rule_map, &path, &mut counters)) {
+                rule.slot = u32::try_from(rules.len()).unwrap_or(u32::MAX);
                 rules.push(rule);
             }
         }
@@ -209,24 +210,22 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         ));
     }
 
-    let matcher = Arc::new(Matcher::new(
-        rules.iter().enumerate().map(|(i, r)| (&*r.key, i)),
-    ));
-    let hidden = Arc::new(Matcher::new(hide.iter().map(|key| (&**key, 0))));
+    let matcher = Matcher::new(&hide, rules.iter().map(|r| &*r.key));
     problems.into_result(Policy {
+        id: Policy::next_id(),
         description,
         default,
         hide,
         all_tools,
         rules,
         matcher,
-        hidden,
     })
 }
 
 fn empty_rule(key: &str) -> Rule {
     Rule {
         key: key.into(),
+        slot: 0,
         glob: key.contains('*'),
         action: Action::Allow,
         reason: None,
@@ -280,9 +279,10 @@ fn rule(
     if let Some(v) = map.get("rate_limit") {
         let rate_path = join(path, "rate_limit");
         let limit = rate_limit(v, &rate_path).and_then(|(max, window_secs, scope)| {
-            let counter = counters.get(key, window_secs, scope, &rate_path)?;
+            let (counter, slot) = counters.get(key, window_secs, scope, &rate_path)?;
             Ok(Limit {
                 counter,
+                slot,
                 max,
                 cost: Cost::Fixed(1),
                 refund: Refund::default(),
@@ -477,8 +477,8 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
             )
         })?,
     };
-    let counter = match map.get("counter") {
-        None => Arc::new(Counter::with_identity(path, true, window_secs, scope)),
+    let (counter, slot) = match map.get("counter") {
+        None => counters.private(path, window_secs, scope),
         Some(Value::String(name)) => {
             let counter_path = join(path, "counter");
             if name.is_empty() || name.chars().any(char::is_control) {
@@ -498,6 +498,7 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
     };
     Ok(Limit {
         counter,
+        slot,
         max,
         cost,
         refund,
@@ -562,21 +563,35 @@ fn rate_limit(v: &Value, path: &str) -> Result<(u64, u64, Scope), PolicyError> {
     }
 }
 
-/// Named counters seen so far, so that limits sharing a counter agree on its identity.
+/// Named counters seen so far, so that limits sharing a counter agree on its identity;
+/// and the slot numbers of every counter, for the engine's per-thread copies.
 #[derive(Default)]
 struct Counters {
-    named: HashMap<String, (Arc<Counter>, String)>,
+    named: HashMap<String, (Arc<Counter>, u32, String)>,
+    slots: u32,
 }
 
 impl Counters {
+    /// The counter of a limit that names none.
+    fn private(&mut self, path: &str, window_secs: u64, scope: Scope) -> (Arc<Counter>, u32) {
+        let slot = self.next_slot();
+        let counter = Arc::new(Counter::with_identity(path, true, window_secs, scope));
+        (counter, slot)
+    }
+
+    fn next_slot(&mut self) -> u32 {
+        self.slots = self.slots.saturating_add(1);
+        self.slots - 1
+    }
+
     fn get(
         &mut self,
         name: &str,
         window_secs: u64,
         scope: Scope,
         path: &str,
-    ) -> Result<Arc<Counter>, PolicyError> {
-        if let Some((existing, first_path)) = self.named.get(name) {
+    ) -> Result<(Arc<Counter>, u32), PolicyError> {
+        if let Some((existing, slot, first_path)) = self.named.get(name) {
             if existing.window_secs() != window_secs || existing.scope() != scope {
                 return Err(PolicyError::at(
                     path,
@@ -593,12 +608,15 @@ impl Counters {
                     ),
                 ));
             }
-            return Ok(Arc::clone(existing));
+            return Ok((Arc::clone(existing), *slot));
         }
+        let slot = self.next_slot();
         let counter = Arc::new(Counter::with_identity(name, false, window_secs, scope));
-        self.named
-            .insert(name.to_owned(), (Arc::clone(&counter), path.to_owned()));
-        Ok(counter)
+        self.named.insert(
+            name.to_owned(),
+            (Arc::clone(&counter), slot, path.to_owned()),
+        );
+        Ok((counter, slot))
     }
 }
 

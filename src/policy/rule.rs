@@ -49,6 +49,9 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rule {
     pub(crate) key: Arc<str>,
+    /// The rule's position in its policy, so that each thread can keep its own clone of
+    /// `key` (`thread_copies`).
+    pub(crate) slot: u32,
     /// Whether the key contains `*`; otherwise it matches only the tool of that name.
     pub(crate) glob: bool,
     pub(crate) action: Action,
@@ -62,21 +65,6 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
-    pub(crate) fn deep_copy(&self) -> Rule {
-        let conditions = |list: &[Condition]| list.iter().map(Condition::deep_copy).collect();
-        Rule {
-            key: Arc::from(&*self.key),
-            glob: self.glob,
-            action: self.action,
-            reason: self.reason.as_deref().map(Arc::from),
-            require: conditions(&self.require),
-            deny_if: conditions(&self.deny_if),
-            approve_if: conditions(&self.approve_if),
-            limits: self.limits.iter().map(Limit::deep_copy).collect(),
-            rate_limit: self.rate_limit.as_ref().map(Limit::deep_copy),
-        }
-    }
-
     pub(crate) fn has_conditions(&self) -> bool {
         !(self.require.is_empty() && self.deny_if.is_empty() && self.approve_if.is_empty())
     }

@@ -3,26 +3,33 @@
 use super::window::{bucket_width_nanos, SlidingWindow};
 use super::{Admission, CounterKey, CounterStore, LimitRequest, StoreError};
 use crate::clock::Timestamp;
-use crate::inline_vec::InlineVec;
 use crate::policy::Counter;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
-use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use smallvec::SmallVec;
+use std::hash::BuildHasher;
 use std::time::Duration;
 
-const SHARDS: usize = 64;
+/// A power of two well above the thread counts the engine targets, so that threads on
+/// distinct keys rarely meet on a shard (16 threads: about one pair in a run).
+const SHARDS: usize = 128;
 /// Sweeps happen no more often than every this many operations on a shard.
 const MIN_SWEEP_INTERVAL: usize = 256;
 /// Limits per call handled without allocating.
 const INLINE_LIMITS: usize = 8;
+/// Failed `try_lock`s before a call parks on a busy shard. Critical sections are tens of
+/// nanoseconds, so spinning briefly beats parking: under contention on one hot key (a
+/// `global` limit), parking and waking threads through the kernel costs microseconds
+/// per call and throughput collapses.
+const SPINS_BEFORE_PARKING: u32 = 64;
 
 /// Counters kept in this process: the default store.
 ///
-/// Keys are spread over 64 shards, each a `parking_lot` mutex on its own cache line, so
+/// Keys are spread over 128 shards, each a `parking_lot` mutex on its own cache line, so
 /// calls on different keys rarely contend; a call locks only the shards of its own
-/// limits, in a fixed order, and checks-and-records all of them under those locks.
+/// limits, in a fixed order, and checks-and-records all of them under those locks. A
+/// busy shard is retried with exponential backoff before the call parks on it. Keys are
+/// hashed with `foldhash`, seeded per store, since callers choose the scope ids.
 ///
 /// There is no background thread. A shard forgets keys whose window has passed while it
 /// is used: after as many operations as it held keys at its last sweep, it drops every
@@ -37,7 +44,7 @@ const INLINE_LIMITS: usize = 8;
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Padded<Mutex<Shard>>]>,
-    hasher: RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 /// Keeps each shard's lock on its own cache line, so threads on different shards do not
@@ -48,9 +55,24 @@ struct Padded<T>(T);
 
 #[derive(Debug, Default)]
 struct Shard {
-    windows: HashMap<OwnedKey, SlidingWindow, BuildHasherDefault<PrehashedHasher>>,
+    windows: HashTable<Entry>,
     ops_since_sweep: usize,
     sweep_interval: usize,
+}
+
+/// One key's window, with the key and its hash (computed once per call, kept for rehashing).
+#[derive(Debug)]
+struct Entry {
+    hash: u64,
+    counter: Counter,
+    scope_id: Box<str>,
+    window: SlidingWindow,
+}
+
+impl Entry {
+    fn is(&self, hash: u64, key: &CounterKey<'_>) -> bool {
+        self.hash == hash && *self.scope_id == *key.scope_id && self.counter == *key.counter
+    }
 }
 
 impl Default for MemoryStore {
@@ -64,7 +86,7 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -95,41 +117,59 @@ impl MemoryStore {
         (hash >> 32) as usize % SHARDS
     }
 
+    fn lock(&self, index: usize) -> Option<MutexGuard<'_, Shard>> {
+        let shard = &self.shards.get(index)?.0;
+        let mut spins = 0;
+        loop {
+            if let Some(guard) = shard.try_lock() {
+                return Some(guard);
+            }
+            if spins == SPINS_BEFORE_PARKING {
+                return Some(shard.lock());
+            }
+            // Back off more with each failure, so spinning threads leave the lock's cache
+            // line to the one holding it.
+            for _ in 0..1u32 << (spins / 8).min(6) {
+                std::hint::spin_loop();
+            }
+            spins += 1;
+        }
+    }
+
     fn run(&self, now: Timestamp, requests: &[LimitRequest<'_>], commit: bool) -> Admission {
         if let [request] = requests {
             return self.run_one(now, request, commit);
         }
-        let mut hashes = InlineVec::<u64, INLINE_LIMITS>::new(0);
-        let mut shard_ids = InlineVec::<usize, INLINE_LIMITS>::new(0);
-        for request in requests {
-            let hash = self.hash(&request.key);
-            hashes.push(hash);
-            shard_ids.push(Self::shard_index(hash));
-        }
+        let hashes: SmallVec<[u64; INLINE_LIMITS]> =
+            requests.iter().map(|r| self.hash(&r.key)).collect();
         // Lock each shard once, in ascending order, so concurrent calls cannot deadlock.
-        let shard_ids = sorted_unique(shard_ids.as_mut_slice());
-        let mut locks = Locks::default();
-        for &id in shard_ids.iter() {
-            if let Some(shard) = self.shards.get(id) {
-                locks.push(shard.0.lock());
-            }
+        let mut shard_ids: SmallVec<[usize; INLINE_LIMITS]> =
+            hashes.iter().map(|&h| Self::shard_index(h)).collect();
+        shard_ids.sort_unstable();
+        shard_ids.dedup();
+        let mut locks: SmallVec<[MutexGuard<'_, Shard>; INLINE_LIMITS]> = SmallVec::new();
+        for &id in &shard_ids {
+            locks.extend(self.lock(id));
+        }
+        if locks.len() != shard_ids.len() {
+            // Unreachable: every index is below `SHARDS`. Refuse, never admit.
+            return Admission::Refused {
+                limit: 0,
+                retry_after: Duration::MAX,
+            };
         }
 
         let mut refused: Option<(usize, Duration)> = None;
-        let mut recorded = InlineVec::<bool, INLINE_LIMITS>::new(false);
-        for (i, (request, &hash)) in requests.iter().zip(hashes.as_slice()).enumerate() {
-            let key = Prehashed {
-                hash,
-                key: request.key,
-            };
+        let mut recorded: SmallVec<[bool; INLINE_LIMITS]> = SmallVec::new();
+        for (i, (request, &hash)) in requests.iter().zip(&hashes).enumerate() {
             let bucket = now.as_nanos() / bucket_width(request);
-            let Some(shard) = locks.for_hash(shard_ids, hash) else {
-                recorded.push(false);
-                continue;
+            let admitted = match locked(&mut locks, &shard_ids, hash) {
+                Some(shard) => shard.with_window(hash, &request.key, bucket, commit, |window| {
+                    take_room(window, now, request, true)
+                }),
+                // Unreachable: every request's shard was locked above. Refuse, never admit.
+                None => Err(Duration::MAX),
             };
-            let admitted = shard.with_window(&key, bucket, commit, |window| {
-                take_room(window, now, request, true)
-            });
             recorded.push(admitted.is_ok());
             if let Err(wait) = admitted {
                 if refused.map_or(true, |(_, longest)| wait > longest) {
@@ -140,49 +180,41 @@ impl MemoryStore {
 
         if refused.is_some() || !commit {
             // Undo the tentative records: a refused call, or a peek, leaves no trace.
-            for ((request, &hash), &was_recorded) in requests
+            for ((request, &hash), _) in requests
                 .iter()
-                .zip(hashes.as_slice())
-                .zip(recorded.as_slice())
+                .zip(&hashes)
+                .zip(&recorded)
+                .filter(|(_, &was_recorded)| was_recorded)
             {
-                if !was_recorded {
-                    continue;
-                }
-                let key = Prehashed {
-                    hash,
-                    key: request.key,
-                };
-                let shard = locks.for_hash(shard_ids, hash);
-                if let Some(window) = shard.and_then(|s| s.windows.get_mut(&key as &dyn KeyView)) {
-                    let head = window.head();
-                    window.release(head, request.cost);
+                let entry = locked(&mut locks, &shard_ids, hash)
+                    .and_then(|shard| shard.windows.find_mut(hash, |e| e.is(hash, &request.key)));
+                if let Some(entry) = entry {
+                    let head = entry.window.head();
+                    entry.window.release(head, request.cost);
                 }
             }
         }
         if commit {
-            locks.for_each(|shard| shard.note_operation(now));
+            locks.iter_mut().for_each(|shard| shard.note_operation(now));
         }
         match refused {
             Some((limit, retry_after)) => Admission::Refused { limit, retry_after },
             None => Admission::Admitted { at: now },
         }
     }
-}
 
-impl MemoryStore {
     /// The common case of a call with one limit: one shard, no bookkeeping for undo.
     fn run_one(&self, now: Timestamp, request: &LimitRequest<'_>, commit: bool) -> Admission {
         let hash = self.hash(&request.key);
-        let key = Prehashed {
-            hash,
-            key: request.key,
-        };
-        let Some(shard) = self.shards.get(Self::shard_index(hash)) else {
-            return Admission::Admitted { at: now };
-        };
         let bucket = now.as_nanos() / bucket_width(request);
-        let mut shard = shard.0.lock();
-        let admitted = shard.with_window(&key, bucket, commit, |window| {
+        let Some(mut shard) = self.lock(Self::shard_index(hash)) else {
+            // Unreachable: the index is below `SHARDS`. Refuse, never admit.
+            return Admission::Refused {
+                limit: 0,
+                retry_after: Duration::MAX,
+            };
+        };
+        let admitted = shard.with_window(hash, &request.key, bucket, commit, |window| {
             take_room(window, now, request, commit)
         });
         if commit {
@@ -246,18 +278,27 @@ impl CounterStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let hash = self.hash(&key);
         let width = bucket_width_nanos(key.counter.window_secs()).max(1);
-        if let Some(shard) = self.shards.get(Self::shard_index(hash)) {
-            let mut shard = shard.0.lock();
-            if let Some(window) = shard
-                .windows
-                .get_mut(&Prehashed { hash, key } as &dyn KeyView)
-            {
-                window.advance(now.as_nanos() / width);
-                window.release(recorded_at.as_nanos() / width, cost);
+        if let Some(mut shard) = self.lock(Self::shard_index(hash)) {
+            if let Some(entry) = shard.windows.find_mut(hash, |e| e.is(hash, &key)) {
+                entry.window.advance(now.as_nanos() / width);
+                entry.window.release(recorded_at.as_nanos() / width, cost);
             }
         }
         Ok(())
     }
+}
+
+/// The locked shard holding keys with this hash; `shard_ids` are the locked shards'
+/// indexes, in the order of `locks`.
+fn locked<'g>(
+    locks: &'g mut [MutexGuard<'_, Shard>],
+    shard_ids: &[usize],
+    hash: u64,
+) -> Option<&'g mut Shard> {
+    let position = shard_ids
+        .binary_search(&MemoryStore::shard_index(hash))
+        .ok()?;
+    locks.get_mut(position).map(|guard| &mut **guard)
 }
 
 impl Shard {
@@ -265,26 +306,29 @@ impl Shard {
     /// a missing key gets a fresh window that is not kept.
     fn with_window<R>(
         &mut self,
-        key: &Prehashed<'_>,
+        hash: u64,
+        key: &CounterKey<'_>,
         bucket: u64,
         create: bool,
         f: impl FnOnce(&mut SlidingWindow) -> R,
     ) -> R {
-        if let Some(window) = self.windows.get_mut(key as &dyn KeyView) {
-            return f(window);
+        if let Some(entry) = self.windows.find_mut(hash, |e| e.is(hash, key)) {
+            return f(&mut entry.window);
         }
         if !create {
             return f(&mut SlidingWindow::new(bucket));
         }
-        let owned = OwnedKey {
-            hash: key.hash,
-            counter: key.key.counter.clone(),
-            scope_id: key.key.scope_id.into(),
+        let entry = Entry {
+            hash,
+            counter: key.counter.clone(),
+            scope_id: key.scope_id.into(),
+            window: SlidingWindow::new(bucket),
         };
-        f(self
+        f(&mut self
             .windows
-            .entry(owned)
-            .or_insert_with(|| SlidingWindow::new(bucket)))
+            .insert_unique(hash, entry, |e| e.hash)
+            .into_mut()
+            .window)
     }
 
     fn note_operation(&mut self, now: Timestamp) {
@@ -295,171 +339,17 @@ impl Shard {
     }
 
     fn sweep(&mut self, now: Timestamp) {
-        self.windows.retain(|key, window| {
-            let width = bucket_width_nanos(key.counter.window_secs()).max(1);
-            !window.is_idle_at(now.as_nanos() / width)
+        self.windows.retain(|entry| {
+            let width = bucket_width_nanos(entry.counter.window_secs()).max(1);
+            !entry.window.is_idle_at(now.as_nanos() / width)
         });
         // Give back the memory of a table that emptied (a burst of sessions expired):
         // keep room for twice what is left, so a steady load does not rehash each sweep.
         let len = self.windows.len();
         if self.windows.capacity() > 4 * len.max(8) {
-            self.windows.shrink_to(2 * len);
+            self.windows.shrink_to(2 * len, |e| e.hash);
         }
         self.ops_since_sweep = 0;
         self.sweep_interval = len;
-    }
-}
-
-/// The shard guards one call holds, in ascending shard order.
-#[derive(Default)]
-struct Locks<'s> {
-    inline: [Option<MutexGuard<'s, Shard>>; INLINE_LIMITS],
-    len: usize,
-    heap: Vec<MutexGuard<'s, Shard>>,
-}
-
-impl<'s> Locks<'s> {
-    fn push(&mut self, guard: MutexGuard<'s, Shard>) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) => *slot = Some(guard),
-            None => self.heap.push(guard),
-        }
-        self.len += 1;
-    }
-
-    /// The locked shard holding keys with this hash; `shard_ids` are the locked shards'
-    /// indexes, in the order they were locked.
-    fn for_hash(&mut self, shard_ids: &[usize], hash: u64) -> Option<&mut Shard> {
-        let pos = shard_ids
-            .binary_search(&MemoryStore::shard_index(hash))
-            .ok()?;
-        self.get_mut(pos)
-    }
-
-    fn get_mut(&mut self, pos: usize) -> Option<&mut Shard> {
-        match self.inline.get_mut(pos) {
-            Some(slot) => slot.as_deref_mut(),
-            None => self.heap.get_mut(pos - INLINE_LIMITS).map(|g| &mut **g),
-        }
-    }
-
-    fn for_each(&mut self, mut f: impl FnMut(&mut Shard)) {
-        self.inline.iter_mut().flatten().for_each(|g| f(g));
-        self.heap.iter_mut().for_each(|g| f(g));
-    }
-}
-
-fn sorted_unique(ids: &mut [usize]) -> &[usize] {
-    ids.sort_unstable();
-    let mut kept = 0;
-    for i in 0..ids.len() {
-        let id = ids.get(i).copied().unwrap_or_default();
-        if kept == 0 || ids.get(kept - 1) != Some(&id) {
-            if let Some(slot) = ids.get_mut(kept) {
-                *slot = id;
-            }
-            kept += 1;
-        }
-    }
-    ids.get(..kept).unwrap_or_default()
-}
-
-/// A stored key: the counter, the scope id, and their hash (computed once).
-#[derive(Debug)]
-struct OwnedKey {
-    hash: u64,
-    counter: Counter,
-    scope_id: Box<str>,
-}
-
-/// A borrowed key with its hash, for lookups that allocate nothing.
-struct Prehashed<'a> {
-    hash: u64,
-    key: CounterKey<'a>,
-}
-
-/// What lookups compare: lets the table find an `OwnedKey` from a borrowed `Prehashed`.
-trait KeyView {
-    fn hash_value(&self) -> u64;
-    fn counter(&self) -> &Counter;
-    fn scope_id(&self) -> &str;
-}
-
-impl KeyView for OwnedKey {
-    fn hash_value(&self) -> u64 {
-        self.hash
-    }
-    fn counter(&self) -> &Counter {
-        &self.counter
-    }
-    fn scope_id(&self) -> &str {
-        &self.scope_id
-    }
-}
-
-impl KeyView for Prehashed<'_> {
-    fn hash_value(&self) -> u64 {
-        self.hash
-    }
-    fn counter(&self) -> &Counter {
-        self.key.counter
-    }
-    fn scope_id(&self) -> &str {
-        self.key.scope_id
-    }
-}
-
-impl<'a> Borrow<dyn KeyView + 'a> for OwnedKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn KeyView + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash_value());
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash_value() == other.hash_value()
-            && self.scope_id() == other.scope_id()
-            && self.counter() == other.counter()
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-impl Hash for OwnedKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (self as &dyn KeyView).hash(state);
-    }
-}
-
-impl PartialEq for OwnedKey {
-    fn eq(&self, other: &Self) -> bool {
-        (self as &dyn KeyView) == (other as &dyn KeyView)
-    }
-}
-
-impl Eq for OwnedKey {}
-
-/// Passes a precomputed 64-bit hash through unchanged.
-#[derive(Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in so the hasher stays correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }

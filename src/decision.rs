@@ -293,26 +293,46 @@ impl fmt::Display for DenyCode {
 
 /// The key of the rule that decided a call, such as `"whmcs_get_*"`. Derefs to `str`.
 ///
-/// Reference-counted: making one costs no allocation, and cloning one no copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleKey(Arc<str>);
+/// Making one allocates nothing: keys of up to 24 bytes are kept inline, longer ones are
+/// reference-counted.
+#[derive(Debug, Clone)]
+pub struct RuleKey(KeyText);
+
+#[derive(Debug, Clone)]
+enum KeyText {
+    Inline(CompactString),
+    Shared(Arc<str>),
+}
 
 impl RuleKey {
+    /// The largest key kept inline.
+    pub(crate) const INLINE_BYTES: usize = 24;
+
+    /// A key of at most [`INLINE_BYTES`](Self::INLINE_BYTES), copied inline.
+    pub(crate) fn inline(key: &str) -> RuleKey {
+        RuleKey(KeyText::Inline(CompactString::new(key)))
+    }
+
     pub(crate) fn from_arc(key: Arc<str>) -> RuleKey {
-        RuleKey(key)
+        RuleKey(KeyText::Shared(key))
     }
 
     /// The key's text.
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The key's text, shared (no copy).
-    #[cfg(feature = "metrics")]
-    pub(crate) fn shared_text(&self) -> Arc<str> {
-        Arc::clone(&self.0)
+        match &self.0 {
+            KeyText::Inline(key) => key,
+            KeyText::Shared(key) => key,
+        }
     }
 }
+
+impl PartialEq for RuleKey {
+    fn eq(&self, other: &RuleKey) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RuleKey {}
 
 impl Deref for RuleKey {
     type Target = str;

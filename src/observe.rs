@@ -10,10 +10,7 @@ pub(crate) fn decided(decision: &Decision) {
         "mcp_policy_decisions_total",
         "decision" => decision.kind(),
         "code" => decision.code(),
-        // Shared with the policy: a label without a copy.
-        "rule" => decision
-            .rule_key()
-            .map_or(metrics::SharedString::const_str(""), |k| k.shared_text().into()),
+        "rule" => decision.rule_key().map_or("", |k| k.as_str()).to_owned(),
     )
     .increment(1);
 }

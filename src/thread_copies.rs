@@ -45,8 +45,11 @@ pub(crate) fn counter(policy: &Policy, limit: &Limit) -> Arc<Counter> {
     .unwrap_or_else(|| Arc::clone(&limit.counter))
 }
 
-/// The key of `rule` (of `policy`), cloned from this thread's copy.
+/// The key of `rule` (of `policy`): copied when short, else cloned from this thread's copy.
 pub(crate) fn rule_key(policy: &Policy, rule: &Rule) -> RuleKey {
+    if rule.key.len() <= RuleKey::INLINE_BYTES {
+        return RuleKey::inline(&rule.key);
+    }
     let key = with_copies(policy, |copies| {
         local(&mut copies.rule_keys, rule.slot, || {
             // A fresh allocation: the point is not to share the policy's.

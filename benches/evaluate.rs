@@ -74,6 +74,13 @@ fn one_limit(c: &mut Criterion) {
     group.bench_function("peek", |b| {
         b.iter(|| black_box(engine.peek(black_box(&call))))
     });
+    let (engine, _) = build(
+        json!({"version": "1", "tools": {"whmcs_update_ticket": {"limits": [
+        {"counter": "rate", "window": "minute", "max": 9_007_199_254_740_992u64, "scope": "global"}]}}}),
+    );
+    group.bench_function("allowed_global", |b| {
+        b.iter(|| black_box(engine.evaluate(black_box(&call))))
+    });
 
     let (engine, _) = build(
         json!({"version": "1", "tools": {"whmcs_update_ticket": {"limits": [

@@ -140,6 +140,7 @@ mod matcher;
 pub mod mcp;
 mod observe;
 mod policy;
+mod short_eq;
 mod store;
 mod thread_copies;
 

@@ -1,6 +1,7 @@
 //! Tool name → hidden, or the rule that governs it: exact names, then globs ordered by
 //! specificity.
 
+use crate::short_eq::same;
 use hashbrown::HashTable;
 
 /// What a policy makes of a tool name.
@@ -191,12 +192,6 @@ impl Matcher {
         }
         best
     }
-}
-
-/// Byte equality as a loop: tool names and key pieces are short, and `==` on slices calls
-/// `memcmp`, which measured at tens of nanoseconds per call in the glob benchmark.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// A multiply-fold hash over eight-byte words, computable for a name's prefixes in one

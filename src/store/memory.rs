@@ -4,6 +4,7 @@ use super::window::{bucket_width_nanos, SlidingWindow};
 use super::{Admission, CounterKey, CounterStore, LimitRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::policy::Counter;
+use crate::short_eq::same;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
@@ -71,7 +72,9 @@ struct Entry {
 
 impl Entry {
     fn is(&self, hash: u64, key: &CounterKey<'_>) -> bool {
-        self.hash == hash && *self.scope_id == *key.scope_id && self.counter == *key.counter
+        self.hash == hash
+            && same(self.scope_id.as_bytes(), key.scope_id.as_bytes())
+            && self.counter == *key.counter
     }
 }
 

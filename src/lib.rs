@@ -141,7 +141,7 @@ pub mod mcp;
 mod observe;
 mod policy;
 mod short_eq;
-mod store;
+pub mod store;
 mod thread_copies;
 
 pub use call::ToolCall;

@@ -8,11 +8,13 @@
 //! makes its own `Arc` of a counter or key the first time it needs it under a policy, and
 //! clones that one afterwards.
 //!
-//! Cost: the first use on a thread of each counter and rule key under a loaded policy
+//! Cost: the first use on a thread of each counter and long rule key under a loaded policy
 //! allocates one small `Arc` (the counter's name text stays shared). Nothing is copied on
 //! reload: a thread makes fresh clones on demand under the new policy. A thread remembers
 //! the clones of its last four policies (an engine's policy and its shadow, and a few
-//! reloads), dropping the oldest beyond that.
+//! reloads). Beyond that it retires the oldest, and frees its clones a few per call:
+//! a thread that used all 10 000 counters of a policy would otherwise stall one call for
+//! milliseconds freeing them (measured under reloads every 50 ms).
 
 use crate::decision::RuleKey;
 use crate::policy::{Counter, Limit, Policy, Rule};
@@ -22,6 +24,8 @@ use std::sync::Arc;
 
 /// Policies whose clones one thread keeps.
 const POLICIES_PER_THREAD: usize = 4;
+/// Retired clones freed per call.
+const FREED_PER_CALL: usize = 16;
 
 #[derive(Default)]
 struct PolicyCopies {
@@ -30,9 +34,34 @@ struct PolicyCopies {
     rule_keys: Vec<Option<Arc<str>>>,
 }
 
+#[derive(Default)]
+struct ThreadCopies {
+    live: SmallVec<[PolicyCopies; POLICIES_PER_THREAD]>,
+    /// Evicted from `live`, being freed a few clones per call.
+    retired: Vec<PolicyCopies>,
+}
+
+impl ThreadCopies {
+    fn free_some_retired(&mut self) {
+        let Some(oldest) = self.retired.last_mut() else {
+            return;
+        };
+        for _ in 0..FREED_PER_CALL {
+            if oldest.counters.pop().is_none() && oldest.rule_keys.pop().is_none() {
+                self.retired.pop();
+                return;
+            }
+        }
+    }
+}
+
 thread_local! {
-    static COPIES: RefCell<SmallVec<[PolicyCopies; POLICIES_PER_THREAD]>> =
-        const { RefCell::new(SmallVec::new_const()) };
+    static COPIES: RefCell<ThreadCopies> = const {
+        RefCell::new(ThreadCopies {
+            live: SmallVec::new_const(),
+            retired: Vec::new(),
+        })
+    };
 }
 
 /// This thread's clone of `limit`'s counter under `policy`.
@@ -66,21 +95,26 @@ pub(crate) fn rule_key(policy: &Policy, rule: &Rule) -> RuleKey {
 fn with_copies<T>(policy: &Policy, f: impl FnOnce(&mut PolicyCopies) -> Option<T>) -> Option<T> {
     COPIES
         .try_with(|cell| {
-            let mut all = cell.try_borrow_mut().ok()?;
-            let index = match all.iter().position(|c| c.policy == policy.id) {
+            let mut copies = cell.try_borrow_mut().ok()?;
+            if !copies.retired.is_empty() {
+                copies.free_some_retired();
+            }
+            let index = match copies.live.iter().position(|c| c.policy == policy.id) {
                 Some(index) => index,
                 None => {
-                    if all.len() >= POLICIES_PER_THREAD {
-                        all.remove(0);
+                    if copies.live.len() >= POLICIES_PER_THREAD {
+                        let oldest = copies.live.remove(0);
+                        // Moving it costs nothing; its clones are freed over later calls.
+                        copies.retired.insert(0, oldest);
                     }
-                    all.push(PolicyCopies {
+                    copies.live.push(PolicyCopies {
                         policy: policy.id,
                         ..PolicyCopies::default()
                     });
-                    all.len() - 1
+                    copies.live.len() - 1
                 }
             };
-            f(all.get_mut(index)?)
+            f(copies.live.get_mut(index)?)
         })
         .ok()
         .flatten()
@@ -96,4 +130,64 @@ fn local<T: ?Sized>(
         slots.resize(slot + 1, None);
     }
     Some(Arc::clone(slots.get_mut(slot)?.get_or_insert_with(make)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        r#"{"version": "1", "tools": {"a_tool_with_a_rather_long_name": {"rate_limit": "5/minute"}}}"#
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn each_thread_clones_its_own_copy_once_per_policy() {
+        let policy = policy();
+        let rule = policy.rules.first().unwrap_or_else(|| unreachable!());
+        let limit = rule.rate_limit.as_ref().unwrap_or_else(|| unreachable!());
+        let here = counter(&policy, limit);
+        assert!(
+            Arc::ptr_eq(&here, &counter(&policy, limit)),
+            "one copy per thread"
+        );
+        assert!(
+            !Arc::ptr_eq(&here, &limit.counter),
+            "never the policy's own"
+        );
+        assert_eq!(*here, *limit.counter);
+        let there = std::thread::scope(|s| s.spawn(|| counter(&policy, limit)).join());
+        let there = there.unwrap_or_else(|_| unreachable!());
+        assert!(!Arc::ptr_eq(&here, &there), "another thread has its own");
+        assert_eq!(
+            rule_key(&policy, rule).as_str(),
+            "a_tool_with_a_rather_long_name"
+        );
+    }
+
+    #[test]
+    fn policies_beyond_four_are_retired_and_freed_over_later_calls() {
+        let policies: Vec<Policy> = (0..6).map(|_| policy()).collect();
+        let mut first = None;
+        for policy in &policies {
+            let limit = policy.rules[0]
+                .rate_limit
+                .as_ref()
+                .unwrap_or_else(|| unreachable!());
+            first.get_or_insert_with(|| counter(policy, limit));
+            counter(policy, limit);
+        }
+        let first = first.unwrap_or_else(|| unreachable!());
+        // The first two policies' copies were retired; a few calls free them.
+        for _ in 0..4 {
+            let limit = policies[5].rules[0]
+                .rate_limit
+                .as_ref()
+                .unwrap_or_else(|| unreachable!());
+            counter(&policies[5], limit);
+        }
+        assert_eq!(Arc::strong_count(&first), 1, "only this test holds it now");
+        COPIES.with(|c| assert!(c.borrow().retired.is_empty()));
+    }
 }

@@ -13,17 +13,46 @@ use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Engine, ManualClock, MemoryStore, Policy, Scope,
     Timestamp,
 };
-use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+#[test]
+fn memory_store_passes_the_conformance_kit() {
+    mcp_policy::store::testing::check_store(&MemoryStore::new(), 300).unwrap();
+}
 
-    #[test]
-    fn memory_store_keeps_the_sliding_window_guarantees(scenario in common::scenarios()) {
-        common::check_scenario(&MemoryStore::new(), &scenario)?;
+/// The kit is no rubber stamp: a store that forgets to record is caught.
+#[test]
+fn the_conformance_kit_catches_a_store_that_over_admits() {
+    struct Forgetful(MemoryStore);
+    impl CounterStore for Forgetful {
+        fn acquire(
+            &self,
+            now: Timestamp,
+            requests: &[mcp_policy::LimitRequest<'_>],
+        ) -> Result<Admission, mcp_policy::StoreError> {
+            self.0.peek(now, requests)
+        }
+        fn peek(
+            &self,
+            now: Timestamp,
+            requests: &[mcp_policy::LimitRequest<'_>],
+        ) -> Result<Admission, mcp_policy::StoreError> {
+            self.0.peek(now, requests)
+        }
+        fn release(
+            &self,
+            now: Timestamp,
+            key: CounterKey<'_>,
+            recorded_at: Timestamp,
+            cost: u64,
+        ) -> Result<(), mcp_policy::StoreError> {
+            self.0.release(now, key, recorded_at, cost)
+        }
     }
+    let error =
+        mcp_policy::store::testing::check_store(&Forgetful(MemoryStore::new()), 64).unwrap_err();
+    assert!(error.message().contains("safety"), "{error}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: counters in this process, sharded behind `parking_lot` mutexes.
 
-use super::window::{bucket_width_nanos, SlidingWindow};
+use super::window::SlidingWindow;
 use super::{Admission, CounterKey, CounterStore, LimitRequest, StoreError};
 use crate::clock::Timestamp;
 use crate::policy::Counter;
@@ -165,10 +165,9 @@ impl MemoryStore {
         let mut refused: Option<(usize, Duration)> = None;
         let mut recorded: SmallVec<[bool; INLINE_LIMITS]> = SmallVec::new();
         for (i, (request, &hash)) in requests.iter().zip(&hashes).enumerate() {
-            let bucket = now.as_nanos() / bucket_width(request);
             let admitted = match locked(&mut locks, &shard_ids, hash) {
-                Some(shard) => shard.with_window(hash, &request.key, bucket, commit, |window| {
-                    take_room(window, now, request, true)
+                Some(shard) => shard.with_window(hash, &request.key, now, commit, |window| {
+                    admit(window, now, request, true)
                 }),
                 // Unreachable: every request's shard was locked above. Refuse, never admit.
                 None => Err(Duration::MAX),
@@ -192,8 +191,7 @@ impl MemoryStore {
                 let entry = locked(&mut locks, &shard_ids, hash)
                     .and_then(|shard| shard.windows.find_mut(hash, |e| e.is(hash, &request.key)));
                 if let Some(entry) = entry {
-                    let head = entry.window.head();
-                    entry.window.release(head, request.cost);
+                    entry.window.unrecord(request.cost);
                 }
             }
         }
@@ -209,7 +207,6 @@ impl MemoryStore {
     /// The common case of a call with one limit: one shard, no bookkeeping for undo.
     fn run_one(&self, now: Timestamp, request: &LimitRequest<'_>, commit: bool) -> Admission {
         let hash = self.hash(&request.key);
-        let bucket = now.as_nanos() / bucket_width(request);
         let Some(mut shard) = self.lock(Self::shard_index(hash)) else {
             // Unreachable: the index is below `SHARDS`. Refuse, never admit.
             return Admission::Refused {
@@ -217,8 +214,8 @@ impl MemoryStore {
                 retry_after: Duration::MAX,
             };
         };
-        let admitted = shard.with_window(hash, &request.key, bucket, commit, |window| {
-            take_room(window, now, request, commit)
+        let admitted = shard.with_window(hash, &request.key, now, commit, |window| {
+            admit(window, now, request, commit)
         });
         if commit {
             shard.note_operation(now);
@@ -233,30 +230,13 @@ impl MemoryStore {
     }
 }
 
-fn bucket_width(request: &LimitRequest<'_>) -> u64 {
-    bucket_width_nanos(request.key.counter.window_secs()).max(1)
-}
-
-/// Moves `window` to `now` and, if `request` fits, records it (when `record`); otherwise
-/// says how long until it fits.
-fn take_room(
+fn admit(
     window: &mut SlidingWindow,
     now: Timestamp,
     request: &LimitRequest<'_>,
     record: bool,
 ) -> Result<(), Duration> {
-    let width = bucket_width(request);
-    window.advance(now.as_nanos() / width);
-    if window.has_room(request.cost, request.max) {
-        if record {
-            window.record(request.cost);
-        }
-        Ok(())
-    } else {
-        Err(window
-            .retry_after(now.as_nanos(), width, request.cost, request.max)
-            .unwrap_or(Duration::MAX))
-    }
+    window.admit(now, request.key.counter, request.cost, request.max, record)
 }
 
 impl CounterStore for MemoryStore {
@@ -280,11 +260,9 @@ impl CounterStore for MemoryStore {
         cost: u64,
     ) -> Result<(), StoreError> {
         let hash = self.hash(&key);
-        let width = bucket_width_nanos(key.counter.window_secs()).max(1);
         if let Some(mut shard) = self.lock(Self::shard_index(hash)) {
             if let Some(entry) = shard.windows.find_mut(hash, |e| e.is(hash, &key)) {
-                entry.window.advance(now.as_nanos() / width);
-                entry.window.release(recorded_at.as_nanos() / width, cost);
+                entry.window.give_back(now, key.counter, recorded_at, cost);
             }
         }
         Ok(())
@@ -311,7 +289,7 @@ impl Shard {
         &mut self,
         hash: u64,
         key: &CounterKey<'_>,
-        bucket: u64,
+        now: Timestamp,
         create: bool,
         f: impl FnOnce(&mut SlidingWindow) -> R,
     ) -> R {
@@ -319,13 +297,13 @@ impl Shard {
             return f(&mut entry.window);
         }
         if !create {
-            return f(&mut SlidingWindow::new(bucket));
+            return f(&mut SlidingWindow::new(now, key.counter));
         }
         let entry = Entry {
             hash,
             counter: key.counter.clone(),
             scope_id: key.scope_id.into(),
-            window: SlidingWindow::new(bucket),
+            window: SlidingWindow::new(now, key.counter),
         };
         f(&mut self
             .windows
@@ -342,10 +320,8 @@ impl Shard {
     }
 
     fn sweep(&mut self, now: Timestamp) {
-        self.windows.retain(|entry| {
-            let width = bucket_width_nanos(entry.counter.window_secs()).max(1);
-            !entry.window.is_idle_at(now.as_nanos() / width)
-        });
+        self.windows
+            .retain(|entry| !entry.window.is_idle(now, &entry.counter));
         // Give back the memory of a table that emptied (a burst of sessions expired):
         // keep room for twice what is left, so a steady load does not rehash each sweep.
         let len = self.windows.len();

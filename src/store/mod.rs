@@ -1,13 +1,18 @@
-//! Counter state: the [`CounterStore`] trait and its implementations.
+//! Where counts live: the [`CounterStore`] trait and its contract, the [`SlidingWindow`]
+//! every store implements, [`MemoryStore`], `RedisStore` (feature `redis`), and a
+//! conformance kit for stores of your own (`testing`, feature `test-util`).
 
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-pub(crate) mod window;
+#[cfg(feature = "test-util")]
+pub mod testing;
+mod window;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
+pub use window::SlidingWindow;
 
 use crate::clock::Timestamp;
 use crate::policy::Counter;
@@ -84,13 +89,73 @@ impl StoreError {
     }
 }
 
-/// Where counts live: in this process ([`MemoryStore`]) or shared between gateway replicas.
+/// Where counts live: in this process ([`MemoryStore`]) or shared between gateway
+/// replicas (`RedisStore`, or a store of your own).
 ///
-/// A store implements the sliding window described in the `window` module docs: for a
-/// window `W` split into 16 sub-buckets, no interval of length `W` admits more than `max`,
-/// and a call is admitted when the preceding `W·(1+1/16)` admitted at most `max - cost`.
+/// The engine keeps the algorithm: it turns a call's limits into [`LimitRequest`]s, one
+/// per count (limits sharing a count are merged first), and asks the store to check and
+/// record them together. A store keeps, per [`CounterKey`], the counts of a
+/// [`SlidingWindow`] (use that type, or the same algorithm on your server), and makes
+/// each call's check-and-record atomic.
+///
+/// # Contract
+///
+/// Implementations must hold to every point below; callers may rely on them.
+/// [`testing::check_store`] (feature `test-util`) checks a store against a reference
+/// model of them.
+///
+/// - **Guarantees of the window.** Per key: no interval of the counter's window `W` holds
+///   more than `max` admitted units (safety); a call is admitted whenever what was
+///   admitted in the preceding `W·(1 + 1/16)`, plus its cost, is at most `max`
+///   (liveness); see [`SlidingWindow`].
+/// - **Atomicity.** [`acquire`](Self::acquire) checks every request and records all of
+///   them or none. Concurrent calls behave as if run one after another in some order:
+///   two calls can never both take the last unit, even from two processes sharing the
+///   store.
+/// - **Repeated keys.** The engine never passes one key twice in one call (it adds the
+///   costs of limits that share a count). A store may assume distinct keys; given
+///   repeated ones, it must still never admit more than `max` on any key.
+/// - **Refusals.** [`Admission::Refused`] names the request with the longest wait and
+///   that wait: repeating the same call after `retry_after`, with nothing admitted
+///   meanwhile, admits it; `retry_after` ≤ `W·(1 + 1/16)` while the clock does not go
+///   back. A request whose `cost` exceeds `max` is never admitted (the engine refuses
+///   those itself).
+/// - **Time going backwards.** `now` may be earlier than a time the store has seen (clock
+///   steps, replicas with skewed clocks): treat it as the newest time seen. It must
+///   neither panic nor re-open budget.
+/// - **Refunds.** [`release`](Self::release) gives back at most what was recorded for
+///   the key at `recorded_at`, and only while it is still inside the window; a unit that
+///   expired stays expired. Releasing twice is the caller's bug, but must still never
+///   make a count negative.
+/// - **Expiry.** A key whose window has passed holds nothing; a store may forget it at
+///   any time after (the built-in stores do, without a background thread).
+/// - **Failures.** Return [`StoreError`] when the store cannot answer for sure (network
+///   down, timeout, a reply that makes no sense). Never guess: the engine denies the call
+///   (fail closed) unless its builder chose `fail_open`.
+///
+/// # Blocking
+///
+/// Methods are synchronous and called on the thread deciding the call. A networked store
+/// should bound every call with a timeout (`RedisStore` does); an async gateway calls
+/// the engine from a blocking-tolerant context or accepts that bound.
 ///
 /// The trait is object-safe; the engine holds an `Arc<dyn CounterStore>`.
+///
+/// ```
+/// use mcp_policy::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore};
+/// use mcp_policy::{Counter, Scope, Timestamp};
+///
+/// let store = MemoryStore::new();
+/// let counter = Counter::new("writes", 60, Scope::Grant);
+/// let key = CounterKey { counter: &counter, scope_id: "g1" };
+/// let one = [LimitRequest { key, max: 1, cost: 1 }];
+/// let now = Timestamp::from_nanos(0);
+/// assert!(matches!(store.acquire(now, &one)?, Admission::Admitted { .. }));
+/// assert!(matches!(store.acquire(now, &one)?, Admission::Refused { limit: 0, .. }));
+/// store.release(now, key, now, 1)?;
+/// assert!(matches!(store.acquire(now, &one)?, Admission::Admitted { .. }));
+/// # Ok::<(), mcp_policy::StoreError>(())
+/// ```
 pub trait CounterStore: Send + Sync {
     /// Checks every request at time `now` and, only if all have room, records each one's
     /// cost, atomically: concurrent calls never see a partial record, and a refused call

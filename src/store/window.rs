@@ -1,4 +1,5 @@
-//! The sliding-window counter behind every limit.
+//! [`SlidingWindow`]: the counter behind every limit, public so that a third-party store
+//! can keep the same guarantees as the built-in ones.
 //!
 //! # Algorithm
 //!
@@ -25,6 +26,8 @@
 //! treated as the newest time seen, so a clock that jumps back can neither panic nor
 //! re-open budget.
 
+use crate::clock::Timestamp;
+use crate::policy::Counter;
 use std::time::Duration;
 
 /// Sub-buckets per window.
@@ -38,40 +41,119 @@ pub(crate) fn bucket_width_nanos(window_secs: u64) -> u64 {
     window_secs.saturating_mul(NANOS_PER_SEC) / SUB_BUCKETS
 }
 
-/// Counts for one (counter, scope id) key.
+fn bucket_width(counter: &Counter) -> u64 {
+    bucket_width_nanos(counter.window_secs()).max(1)
+}
+
+fn bucket_of(at: Timestamp, counter: &Counter) -> u64 {
+    at.as_nanos() / bucket_width(counter)
+}
+
+/// The counts of one (counter, scope id) key: the algorithm and guarantees of this
+/// module's docs, in 152 bytes.
+///
+/// A window does not store its counter: every method takes the [`Counter`] whose window
+/// length applies, and the caller must pass the same one each time. A store keeps one
+/// `SlidingWindow` per key and calls it under the key's lock (or equivalent); the window
+/// itself is plain data.
+///
+/// ```
+/// use mcp_policy::store::SlidingWindow;
+/// use mcp_policy::{Counter, Scope, Timestamp};
+/// use std::time::Duration;
+///
+/// let counter = Counter::new("writes", 60, Scope::Grant);
+/// let start = Timestamp::from_nanos(1_000_000_000_000);
+/// let mut window = SlidingWindow::new(start, &counter);
+/// assert_eq!(window.admit(start, &counter, 2, 3, true), Ok(()));
+/// // One more unit would exceed max 3: refused, with the wait until it fits.
+/// let wait = window.admit(start, &counter, 2, 3, true).unwrap_err();
+/// assert!(wait <= Duration::from_secs(64));
+/// let later = Timestamp::from_nanos(start.as_nanos() + wait.as_nanos() as u64);
+/// assert_eq!(window.admit(later, &counter, 2, 3, true), Ok(()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SlidingWindow {
+pub struct SlidingWindow {
     /// The newest bucket index seen.
     head: u64,
+    /// Sum of `counts`; beside `head` so that a call's check reads one cache line.
+    total: u64,
     /// Units per bucket, at `bucket % 17`.
     counts: [u64; SLOTS],
-    /// Sum of `counts`.
-    total: u64,
 }
 
 impl SlidingWindow {
-    pub(crate) fn new(bucket: u64) -> SlidingWindow {
-        SlidingWindow {
-            head: bucket,
-            counts: [0; SLOTS],
-            total: 0,
+    /// An empty window for `counter`, as of `now`.
+    pub fn new(now: Timestamp, counter: &Counter) -> SlidingWindow {
+        SlidingWindow::at_bucket(bucket_of(now, counter))
+    }
+
+    /// Checks whether `cost` more units fit under `max` at `now` and, if they do and
+    /// `record` is set, records them. `Err` carries how long until they fit
+    /// ([`Duration::MAX`] if never: `cost > max`); nothing is recorded then.
+    pub fn admit(
+        &mut self,
+        now: Timestamp,
+        counter: &Counter,
+        cost: u64,
+        max: u64,
+        record: bool,
+    ) -> Result<(), Duration> {
+        let width = bucket_width(counter);
+        self.advance(now.as_nanos() / width);
+        if self.has_room(cost, max) {
+            if record {
+                self.record(cost);
+            }
+            Ok(())
+        } else {
+            Err(self
+                .retry_after(now.as_nanos(), width, cost, max)
+                .unwrap_or(Duration::MAX))
         }
     }
 
-    /// The newest bucket seen.
-    pub(crate) fn head(&self) -> u64 {
-        self.head
+    /// Takes back `cost` units that the latest recording [`admit`](Self::admit) recorded,
+    /// with no other call in between: for a store undoing the limits of a call that
+    /// another of its limits refused. Works whatever the clock did meanwhile.
+    pub fn unrecord(&mut self, cost: u64) {
+        self.release(self.head, cost);
     }
 
-    /// Units live in the window.
-    #[cfg(test)]
-    pub(crate) fn total(&self) -> u64 {
+    /// Gives back up to `cost` units recorded at `recorded_at`, if they are still inside
+    /// the window at `now`; never more than that bucket holds.
+    pub fn give_back(
+        &mut self,
+        now: Timestamp,
+        counter: &Counter,
+        recorded_at: Timestamp,
+        cost: u64,
+    ) {
+        self.advance(bucket_of(now, counter));
+        self.release(bucket_of(recorded_at, counter), cost);
+    }
+
+    /// Whether nothing recorded is live at `now`: a store can forget the key.
+    pub fn is_idle(&self, now: Timestamp, counter: &Counter) -> bool {
+        self.is_idle_at(bucket_of(now, counter))
+    }
+
+    /// Units live as of the newest time this window has seen.
+    pub fn total(&self) -> u64 {
         self.total
+    }
+
+    fn at_bucket(bucket: u64) -> SlidingWindow {
+        SlidingWindow {
+            head: bucket,
+            total: 0,
+            counts: [0; SLOTS],
+        }
     }
 
     /// Moves the window forward to `bucket`, dropping buckets that left it. A bucket
     /// older than the head (a clock that went back) leaves the window as it is.
-    pub(crate) fn advance(&mut self, bucket: u64) {
+    fn advance(&mut self, bucket: u64) {
         if bucket <= self.head {
             return;
         }
@@ -89,19 +171,19 @@ impl SlidingWindow {
     }
 
     /// Whether `cost` more units fit under `max` right now.
-    pub(crate) fn has_room(&self, cost: u64, max: u64) -> bool {
+    fn has_room(&self, cost: u64, max: u64) -> bool {
         self.total.saturating_add(cost) <= max
     }
 
     /// Adds `cost` units to the newest bucket.
-    pub(crate) fn record(&mut self, cost: u64) {
+    fn record(&mut self, cost: u64) {
         let head = self.head;
         *self.slot_mut(head) += cost;
         self.total += cost;
     }
 
     /// Gives back up to `cost` units recorded in `bucket`, if that bucket is still live.
-    pub(crate) fn release(&mut self, bucket: u64, cost: u64) {
+    fn release(&mut self, bucket: u64, cost: u64) {
         if bucket > self.head || self.head - bucket >= SLOTS as u64 {
             return;
         }
@@ -113,13 +195,7 @@ impl SlidingWindow {
 
     /// How long from `now_nanos` until `cost` units fit under `max`, given the buckets
     /// expire in order; `None` if they never fit (`cost > max`).
-    pub(crate) fn retry_after(
-        &self,
-        now_nanos: u64,
-        width: u64,
-        cost: u64,
-        max: u64,
-    ) -> Option<Duration> {
+    fn retry_after(&self, now_nanos: u64, width: u64, cost: u64, max: u64) -> Option<Duration> {
         if cost > max {
             return None;
         }
@@ -139,7 +215,7 @@ impl SlidingWindow {
     }
 
     /// Whether nothing live remains at `bucket`: the key can be forgotten.
-    pub(crate) fn is_idle_at(&self, bucket: u64) -> bool {
+    fn is_idle_at(&self, bucket: u64) -> bool {
         self.total == 0 || bucket.saturating_sub(self.head) >= SLOTS as u64
     }
 
@@ -166,7 +242,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_max_within_the_window() {
-        let mut w = SlidingWindow::new(100);
+        let mut w = SlidingWindow::at_bucket(100);
         for _ in 0..3 {
             assert!(w.has_room(1, 3));
             w.record(1);
@@ -176,7 +252,7 @@ mod tests {
 
     #[test]
     fn buckets_expire_after_sixteen_more_begin() {
-        let mut w = SlidingWindow::new(100);
+        let mut w = SlidingWindow::at_bucket(100);
         w.record(3);
         w.advance(116);
         assert_eq!(w.total(), 3, "bucket 100 is still live at 116");
@@ -186,7 +262,7 @@ mod tests {
 
     #[test]
     fn retry_after_points_at_the_first_bucket_with_room() {
-        let mut w = SlidingWindow::new(100);
+        let mut w = SlidingWindow::at_bucket(100);
         w.record(2);
         w.advance(105);
         w.record(1);
@@ -206,7 +282,7 @@ mod tests {
 
     #[test]
     fn release_only_touches_live_buckets() {
-        let mut w = SlidingWindow::new(10);
+        let mut w = SlidingWindow::at_bucket(10);
         w.record(5);
         w.release(10, 2);
         assert_eq!(w.total(), 3);
@@ -220,10 +296,10 @@ mod tests {
 
     #[test]
     fn time_going_back_changes_nothing() {
-        let mut w = SlidingWindow::new(50);
+        let mut w = SlidingWindow::at_bucket(50);
         w.record(1);
         w.advance(20);
-        assert_eq!(w.head(), 50);
+        assert_eq!(w.head, 50);
         assert_eq!(w.total(), 1);
     }
 

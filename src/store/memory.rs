@@ -24,7 +24,7 @@ const INLINE_LIMITS: usize = 8;
 /// the kernel costs microseconds per call and throughput collapses (to 0.14× one thread
 /// at 16 threads, measured). Yielding keeps spinners from starving a lock holder that
 /// was preempted when there are more threads than cores.
-const SPINS: u32 = 10;
+const SPINS: u32 = 32;
 const YIELDS: u32 = 32;
 
 /// Counters kept in this process: the default store.
@@ -136,7 +136,7 @@ impl MemoryStore {
             if attempt < SPINS {
                 // Wait on a read of the lock (a shared copy of its cache line) until it
                 // looks free, backing off exponentially, before trying to take it again.
-                let mut pause = 1u32 << attempt;
+                let mut pause = 1u32 << attempt.min(6);
                 while shard.is_locked() && pause > 0 {
                     std::hint::spin_loop();
                     pause -= 1;

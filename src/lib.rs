@@ -31,7 +31,8 @@
 //!   [`reload`](Engine::reload); `Send + Sync`, one per gateway.
 //! - [`Decision`]: allow, deny, limit or require approval, with what an audit log needs.
 //! - [`Clock`] ([`SystemClock`], [`ManualClock`]) and [`CounterStore`] ([`MemoryStore`];
-//!   `RedisStore` with the `redis` feature): time and counts, pluggable.
+//!   `RedisStore` with the `redis` feature): time and counts, pluggable. The [`store`]
+//!   module holds the store contract and [`store::SlidingWindow`] for stores of your own.
 //! - [`mcp`]: JSON-RPC helpers for MCP gateways, and [`mcp::Relay`], the transport-neutral
 //!   core of a gateway that relays only what it evaluated.
 //!
@@ -50,6 +51,8 @@
 //!   DEBUG; no arguments), in a span with the request's W3C `traceparent` and `tracestate`.
 //! - `http`: `http::PolicyLayer`, a `tower` layer enforcing the policy in front of any
 //!   MCP Streamable HTTP service.
+//! - `test-util`: `store::testing`, a conformance kit that checks any `CounterStore`
+//!   against a reference model of its contract.
 //!
 //! # The policy format
 //!

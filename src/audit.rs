@@ -110,7 +110,7 @@ impl AuditRecord {
             reason,
             limit: decision.limit().map(|limit| {
                 json!({"counter": limit.counter().name(), "scope": limit.counter().scope(),
-                    "scope_id": limit.scope_id(), "key": null, "max": limit.max(),
+                    "scope_id": limit.scope_id(), "key": limit.key().map(|k| k.to_json()), "max": limit.max(),
                     "window_s": limit.counter().window_secs()})
             }),
             retry_after_ms: decision

@@ -2,6 +2,7 @@
 
 use crate::clock::Timestamp;
 use crate::policy::{Counter, Refund, Scope};
+use crate::store::{KeyValue, OwnedKeyValue};
 use compact_str::CompactString;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -256,6 +257,8 @@ pub enum DenyCode {
     MissingIdentity,
     /// A limit's `cost` argument is absent or not a non-negative integer.
     InvalidCost,
+    /// A limit's `key` argument is absent, or neither a string nor an integer.
+    InvalidKey,
     /// The call costs more than a limit's `max`: it can never pass.
     CostExceedsMax,
     /// The counter store failed and the engine fails closed.
@@ -264,6 +267,9 @@ pub enum DenyCode {
     ApprovalDeclined,
     /// The approval the call carried is forged, expired, used before, or for another call.
     ApprovalInvalid,
+    /// The tool is pinned and its definition, as the server last listed it, differs from
+    /// the pin or was never listed (`on_drift` `deny` or `hide`).
+    PinDrift,
 }
 
 impl DenyCode {
@@ -277,10 +283,12 @@ impl DenyCode {
             DenyCode::DenyCondition => "deny_condition",
             DenyCode::MissingIdentity => "missing_identity",
             DenyCode::InvalidCost => "invalid_cost",
+            DenyCode::InvalidKey => "invalid_key",
             DenyCode::CostExceedsMax => "cost_exceeds_max",
             DenyCode::StoreFailed => "store_failed",
             DenyCode::ApprovalDeclined => "approval_declined",
             DenyCode::ApprovalInvalid => "approval_invalid",
+            DenyCode::PinDrift => "pin_drift",
         }
     }
 }
@@ -502,6 +510,7 @@ impl Serialize for Reason {
 pub struct LimitInfo {
     pub(crate) counter: Arc<Counter>,
     pub(crate) scope_id: Option<CompactString>,
+    pub(crate) key: Option<OwnedKeyValue>,
     pub(crate) max: u64,
     pub(crate) cost: Option<u64>,
 }
@@ -516,6 +525,12 @@ impl LimitInfo {
     /// lacked it.
     pub fn scope_id(&self) -> Option<&str> {
         self.scope_id.as_deref()
+    }
+
+    /// The call's value of the limit's `key` argument, when the limit has one and the
+    /// call gave a usable value.
+    pub fn key(&self) -> Option<KeyValue<'_>> {
+        self.key.as_ref().map(OwnedKeyValue::borrow)
     }
 
     /// Units the limit admits per window.
@@ -545,9 +560,14 @@ impl fmt::Display for LimitInfo {
             WindowText(self.counter.window_secs())
         )?;
         match (self.counter.scope(), &self.scope_id) {
-            (Scope::Global, _) => f.write_str(" in total"),
-            (scope, Some(id)) => write!(f, " per {scope} \"{id}\""),
-            (scope, None) => write!(f, " per {scope}"),
+            (Scope::Global, _) => f.write_str(" in total")?,
+            (scope, Some(id)) => write!(f, " per {scope} \"{id}\"")?,
+            (scope, None) => write!(f, " per {scope}")?,
+        }
+        match (self.counter.key_path(), self.key()) {
+            (Some(path), Some(value)) => write!(f, " and {path} {value}"),
+            (Some(path), None) => write!(f, " and {path}"),
+            _ => Ok(()),
         }
     }
 }
@@ -558,6 +578,7 @@ impl Serialize for LimitInfo {
         map.serialize_entry("counter", self.counter.name())?;
         map.serialize_entry("scope", &self.counter.scope())?;
         map.serialize_entry("scope_id", &self.scope_id.as_deref())?;
+        map.serialize_entry("key", &self.key().map(|k| k.to_json()))?;
         map.serialize_entry("max", &self.max)?;
         map.serialize_entry("window_secs", &self.counter.window_secs())?;
         if let Some(cost) = self.cost {
@@ -610,6 +631,14 @@ impl Usage {
             .map(|c| (&*c.counter, &*c.scope_id, c.cost))
     }
 
+    /// The `key` value each charge was counted under (`None` for limits without a key),
+    /// in the order of [`charges`](Self::charges).
+    pub fn charged_keys(&self) -> impl Iterator<Item = Option<KeyValue<'_>>> {
+        self.charges
+            .iter()
+            .map(|c| c.key.as_ref().map(OwnedKeyValue::borrow))
+    }
+
     /// Whether it was refunded already.
     pub fn is_refunded(&self) -> bool {
         self.refunding.load(Ordering::Acquire)
@@ -644,9 +673,10 @@ impl PartialEq for Usage {
 impl Serialize for Usage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(None)?;
-        for (counter, scope_id, cost) in self.charges() {
+        for charge in &self.charges {
             seq.serialize_element(&serde_json::json!({
-                "counter": counter.name(), "scope_id": scope_id, "cost": cost,
+                "counter": charge.counter.name(), "scope_id": &*charge.scope_id,
+                "key": charge.key.as_ref().map(|k| k.borrow().to_json()), "cost": charge.cost,
             }))?;
         }
         seq.end()
@@ -658,6 +688,7 @@ impl Serialize for Usage {
 pub(crate) struct Charge {
     pub(crate) counter: Arc<Counter>,
     pub(crate) scope_id: CompactString,
+    pub(crate) key: Option<OwnedKeyValue>,
     pub(crate) cost: u64,
     /// The charging limit's `refund` setting: which outcomes give the units back.
     pub(crate) refund: Refund,

@@ -1,13 +1,18 @@
 //! [`Engine`]: evaluates calls against a policy, with counters from a store.
 
 use crate::call::ToolCall;
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, ToolName, Usage};
-use crate::policy::Refund;
+use crate::mcp::tool_digest;
 use crate::policy::{
-    Action, Condition, Cost, Counter, Limit, Outcome, Policy, Resolved, Rule, Scope, MAX_NAME_BYTES,
+    Action, ArgPath, Condition, Cost, Counter, Hints, Limit, OnDrift, Outcome, Policy, Refund,
+    Resolved, Rule, Scope, MAX_NAME_BYTES,
 };
-use crate::store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
+use crate::store::{
+    Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, OwnedKeyValue,
+    StoreError,
+};
 use crate::thread_copies;
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
@@ -58,6 +63,8 @@ pub struct Engine {
     /// Whether `shadow` holds an engine: one atomic read when it does not.
     has_shadow: AtomicBool,
     shadow: parking_lot::RwLock<Option<Arc<Engine>>>,
+    /// The tools the server last listed (`observe_tools`), for pins and annotation rules.
+    tools: ArcSwap<Catalog>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +135,7 @@ impl EngineBuilder {
             fail_open: self.fail_open,
             has_shadow: AtomicBool::new(shadow.is_some()),
             shadow: parking_lot::RwLock::new(shadow),
+            tools: ArcSwap::from_pointee(Catalog::default()),
         }
     }
 }
@@ -304,6 +312,7 @@ impl Engine {
                 let key = CounterKey {
                     counter: &charge.counter,
                     scope_id: &charge.scope_id,
+                    value: charge.key.as_ref().map(OwnedKeyValue::borrow),
                 };
                 if let Err(e) = self.store.release(now, key, usage.at, charge.cost) {
                     // What was given back stays given back; the rest can be retried.
@@ -336,10 +345,7 @@ impl Engine {
         let secs = within.as_secs().saturating_add(1);
         let counter = Counter::new("mcp-policy:used-once", secs, Scope::Global);
         let request = [LimitRequest {
-            key: CounterKey {
-                counter: &counter,
-                scope_id: token,
-            },
+            key: CounterKey::new(&counter, token),
             max: 1,
             cost: 1,
         }];
@@ -389,6 +395,66 @@ impl Engine {
         self.policy.load_full()
     }
 
+    /// Records the tools of a `tools/list` result (the `result` object or the whole
+    /// JSON-RPC response): each tool's annotations, which annotation rules match on, and
+    /// the digest of its definition, which pins compare. A later listing of a tool
+    /// replaces what an earlier one said; tools of other pages are kept. Returns how many
+    /// tools it recorded. Gateways call it for every `tools/list` result they relay
+    /// ([`mcp::filter_tools_list`](crate::mcp::filter_tools_list) does).
+    ///
+    /// Until a tool is observed it has no annotations (only an annotation rule whose
+    /// `match` is `{}` applies to it) and a pin on it counts as drifted.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    /// use serde_json::json;
+    ///
+    /// let engine = Engine::new(r#"{"version": "1", "annotations": [
+    ///     {"match": {"readOnlyHint": true}, "action": "allow"}]}"#.parse::<Policy>()?);
+    /// let call = ToolCall::new("whmcs_get_ticket");
+    /// assert!(!engine.evaluate(&call).is_allowed(), "not listed yet: default deny");
+    /// engine.observe_tools(&json!({"tools": [
+    ///     {"name": "whmcs_get_ticket", "annotations": {"readOnlyHint": true}}]}));
+    /// assert!(engine.evaluate(&call).is_allowed());
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn observe_tools(&self, tools_list_result: &Value) -> usize {
+        let mut recorded = 0;
+        self.tools.rcu(|catalog| {
+            let (next, count) = catalog.with_listing(tools_list_result);
+            recorded = count;
+            next
+        });
+        recorded
+    }
+
+    /// Whether the policy refuses every call of this listed tool before looking at
+    /// arguments: hidden, a drifted pin under `on_drift` `deny` or `hide`, or a `deny`
+    /// action from its rule, its annotation rule (judged on the entry's own annotations)
+    /// or the default. Such tools are left out of `tools/list`.
+    pub(crate) fn refuses_listed(&self, policy: &Policy, tool: &Value) -> bool {
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            return false;
+        };
+        let Resolved::Rule(rule) = policy.resolve(name) else {
+            return true;
+        };
+        if let Some(pin) = policy.pins.get(name) {
+            if policy.on_drift != OnDrift::RequireApproval && tool_digest(tool) != *pin {
+                return true;
+            }
+        }
+        let hints = Hints::of_tool(tool);
+        let rule = rule.or_else(|| {
+            policy
+                .annotations
+                .iter()
+                .find(|a| a.hints.matched_by(Some(&hints)))
+                .map(|a| &a.rule)
+        });
+        rule.map_or(policy.default, |r| r.action) == Action::Deny
+    }
+
     fn decide<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
         let tool = call.name();
         let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
@@ -418,6 +484,44 @@ impl Engine {
                 DenyCode::Hidden,
                 Reason::fixed("this tool is hidden by the policy"),
             );
+        };
+        // 1b. Pinned: the definition the server last listed must have the pinned digest.
+        let mut drifted = None;
+        if let Some(pin) = policy.pins.get(tool) {
+            let catalog = self.tools.load();
+            let seen = catalog.get(tool).map(|t| t.digest.as_str());
+            if seen != Some(pin.as_str()) {
+                let why = match seen {
+                    Some(seen) => format!(
+                        "the definition of tool \"{tool}\" changed since it was pinned \
+                         (listed {seen}, pinned {pin})"
+                    ),
+                    None => format!(
+                        "tool \"{tool}\" is pinned but the server has not listed it, so its \
+                         definition cannot be checked"
+                    ),
+                };
+                match policy.on_drift {
+                    OnDrift::Deny | OnDrift::Hide => {
+                        return deny(rule, DenyCode::PinDrift, Reason::composed(why));
+                    }
+                    OnDrift::RequireApproval => drifted = Some(why),
+                }
+            }
+        }
+        // 2 (continued). No `tools` key matched: the first annotation rule that matches the
+        // tool's listed annotations.
+        let rule = match rule {
+            None if !policy.annotations.is_empty() => {
+                let catalog = self.tools.load();
+                let hints = catalog.get(tool).map(|t| &t.hints);
+                policy
+                    .annotations
+                    .iter()
+                    .find(|a| a.hints.matched_by(hints))
+                    .map(|a| &a.rule)
+            }
+            rule => rule,
         };
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
@@ -453,7 +557,9 @@ impl Engine {
         }
         // 4. Approval.
         if !call.is_approved() {
-            let reason = if action == Action::RequireApproval {
+            let reason = if let Some(why) = drifted {
+                Some(Reason::composed(why))
+            } else if action == Action::RequireApproval {
                 Some(match rule {
                     Some(r) => rule_reason(r, "this tool needs a person's approval"),
                     None => Reason::fixed(
@@ -522,6 +628,7 @@ impl Engine {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
                 counter: thread_copies::counter(policy, limit),
                 scope_id: scope_id.map(CompactString::new),
+                key: None,
                 max: limit.max,
                 cost,
             };
@@ -549,11 +656,22 @@ impl Engine {
                     return deny(DenyCode::InvalidCost, why, info(Some(scope_id), None));
                 }
             };
+            let value = match &limit.key {
+                None => None,
+                Some(path) => match key_value(path, call.args()) {
+                    Ok(value) => Some(value),
+                    Err(why) => {
+                        return deny(DenyCode::InvalidKey, why, info(Some(scope_id), Some(cost)));
+                    }
+                },
+            };
             // Limits that resolve to one count share it: their costs add up, and the
             // smallest max and the least generous refund setting apply.
-            let same = requests
-                .iter()
-                .position(|r| r.key.scope_id == scope_id && *r.key.counter == *limit.counter);
+            let same = requests.iter().position(|r| {
+                r.key.scope_id == scope_id
+                    && r.key.value == value
+                    && *r.key.counter == *limit.counter
+            });
             let merged = same.and_then(|i| {
                 let request = requests.get_mut(i)?;
                 Some((request, i))
@@ -571,6 +689,7 @@ impl Engine {
                         key: CounterKey {
                             counter: &limit.counter,
                             scope_id,
+                            value,
                         },
                         max: limit.max,
                         cost,
@@ -595,6 +714,7 @@ impl Engine {
                     limit: Some(LimitInfo {
                         counter: thread_copies::counter(policy, limit),
                         scope_id: Some(CompactString::new(scope_id)),
+                        key: request.key.value.map(OwnedKeyValue::new),
                         max: request.max,
                         cost: Some(request.cost),
                     }),
@@ -617,6 +737,7 @@ impl Engine {
                 limit: LimitInfo {
                     counter: thread_copies::counter(policy, limit),
                     scope_id: Some(CompactString::new(scope_id)),
+                    key: request.key.value.map(OwnedKeyValue::new),
                     max: request.max,
                     cost: Some(request.cost),
                 },
@@ -631,6 +752,7 @@ impl Engine {
                         charges.push(Charge {
                             counter: thread_copies::counter(policy, limit),
                             scope_id: CompactString::new(scope_id),
+                            key: request.key.value.map(OwnedKeyValue::new),
                             cost: request.cost,
                             refund,
                         });
@@ -686,6 +808,28 @@ fn condition_reason(condition: &Condition, section: &Rule) -> Reason {
         .or(section.reason.as_ref())
         .unwrap_or(&condition.fallback);
     Reason::shared(text)
+}
+
+/// The call's value of a limit's `key` argument, or why it cannot be used.
+fn key_value<'a>(path: &ArgPath, args: Option<&'a Value>) -> Result<KeyValue<'a>, String> {
+    let expected = "it must be a string or an integer (such as a ticket id)";
+    match path.resolve(args) {
+        None => Err(format!(
+            "the key argument {} is missing; {expected}",
+            path.as_str()
+        )),
+        Some(Value::String(text)) => Ok(KeyValue::Text(text)),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .map(KeyValue::Integer)
+            .ok_or_else(|| format!("the key argument {} is not an integer", path.as_str())),
+        Some(other) => Err(format!(
+            "the key argument {} is {other}; {expected}",
+            path.as_str()
+        )),
+    }
 }
 
 /// The units a call uses, or why its `cost` argument cannot be used.

@@ -132,6 +132,7 @@
 
 pub mod audit;
 mod call;
+mod catalog;
 mod clock;
 mod decision;
 mod engine;
@@ -153,7 +154,9 @@ pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usa
 pub use engine::{Engine, EngineBuilder};
 pub use explain::{ConditionCheck, Explanation, LimitCheck, RuleMatch};
 pub use mcp::McpError;
-pub use policy::{closest_name, Action, Counter, Outcome, Policy, PolicyError, Refund, Scope};
+pub use policy::{
+    closest_name, Action, Counter, OnDrift, Outcome, Policy, PolicyError, Refund, Scope,
+};
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -161,4 +164,6 @@ pub struct ReadmeDoctests;
 
 #[cfg(feature = "redis")]
 pub use store::RedisStore;
-pub use store::{Admission, CounterKey, CounterStore, LimitRequest, MemoryStore, StoreError};
+pub use store::{
+    Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, StoreError,
+};

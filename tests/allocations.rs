@@ -136,10 +136,7 @@ fn store_with_sessions(ids: &[String]) -> (MemoryStore, isize) {
     COUNTING.with(|c| c.set(true));
     for id in ids {
         let request = [LimitRequest {
-            key: CounterKey {
-                counter: &counter,
-                scope_id: id,
-            },
+            key: CounterKey::new(&counter, id),
             max: 10,
             cost: 1,
         }];

@@ -497,7 +497,7 @@ fn decisions_serialize_as_audit_records() {
     assert_eq!(
         allowed,
         json!({"decision": "allow", "code": "allowed", "tool": "t", "rule": "t",
-        "charged": [{"counter": "c", "scope_id": "g1", "cost": 1}], "approval": null})
+        "charged": [{"counter": "c", "scope_id": "g1", "key": null, "cost": 1}], "approval": null})
     );
     let limited = engine.evaluate(&call);
     let record = serde_json::to_value(&limited).unwrap();
@@ -505,7 +505,7 @@ fn decisions_serialize_as_audit_records() {
     assert_eq!(record["code"], "rate_limited");
     assert_eq!(
         record["limit"],
-        json!({"counter": "c", "scope": "grant", "scope_id": "g1", "max": 1, "window_secs": 60, "cost": 1})
+        json!({"counter": "c", "scope": "grant", "scope_id": "g1", "key": null, "max": 1, "window_secs": 60, "cost": 1})
     );
     assert!(record["retry_after_ms"].as_u64().unwrap() > 0);
     assert!(

@@ -86,10 +86,7 @@ fn a_million_sessions_are_reclaimed_once_their_window_passes() {
     let counter = Counter::new("per_session", 60, Scope::Session);
     fn request<'a>(counter: &'a Counter, id: &'a str) -> [mcp_policy::LimitRequest<'a>; 1] {
         [mcp_policy::LimitRequest {
-            key: CounterKey {
-                counter,
-                scope_id: id,
-            },
+            key: CounterKey::new(counter, id),
             max: 10,
             cost: 1,
         }]
@@ -125,10 +122,7 @@ fn a_clock_that_goes_backwards_neither_panics_nor_over_admits() {
     let store = MemoryStore::new();
     let counter = Counter::new("c", 60, Scope::Grant);
     let request = [mcp_policy::LimitRequest {
-        key: CounterKey {
-            counter: &counter,
-            scope_id: "g",
-        },
+        key: CounterKey::new(&counter, "g"),
         max: 3,
         cost: 1,
     }];
@@ -151,10 +145,7 @@ fn the_largest_window_and_max_work() {
     let max = 1u64 << 53;
     let request = |cost| {
         [mcp_policy::LimitRequest {
-            key: CounterKey {
-                counter: &counter,
-                scope_id: "",
-            },
+            key: CounterKey::new(&counter, ""),
             max,
             cost,
         }]

@@ -60,18 +60,12 @@ fn a_refused_multi_limit_call_records_nothing_in_redis() {
     let now = Timestamp::from_nanos(1_800_000_000_000_000_000);
     let both = [
         LimitRequest {
-            key: CounterKey {
-                counter: &big,
-                scope_id: "g",
-            },
+            key: CounterKey::new(&big, "g"),
             max: 10,
             cost: 1,
         },
         LimitRequest {
-            key: CounterKey {
-                counter: &small,
-                scope_id: "g",
-            },
+            key: CounterKey::new(&small, "g"),
             max: 1,
             cost: 1,
         },

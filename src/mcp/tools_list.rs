@@ -4,10 +4,12 @@ use super::Revision;
 use crate::engine::Engine;
 use serde_json::Value;
 
-/// Removes from a `tools/list` result the tools the policy hides or denies outright (by a
-/// `deny` rule, or by a `deny` default when no rule matches), so the agent is not offered
-/// tools it cannot call. Accepts the `result` object or the whole JSON-RPC response;
-/// returns how many tools were removed.
+/// Records a `tools/list` result in the engine ([`Engine::observe_tools`]: annotations for
+/// annotation rules, definitions for pins), then removes the tools the policy hides or
+/// denies outright (a `deny` rule, annotation rule or default, or a pinned tool whose
+/// listed definition differs from its pin under `on_drift` `deny` or `hide`), so the agent
+/// is not offered tools it cannot call. Accepts the `result` object or the whole JSON-RPC
+/// response; returns how many tools were removed.
 ///
 /// On MCP 2026-07-28 the result is marked `"cacheScope": "private"`: what one caller may
 /// see is not for shared caches.
@@ -17,6 +19,7 @@ pub fn filter_tools_list(engine: &Engine, result: &mut Value, revision: Revision
         Some(inner) => inner,
         None => result,
     };
+    engine.observe_tools(target);
     if let (true, Some(map)) = (revision.requires_result_type(), target.as_object_mut()) {
         map.insert("cacheScope".into(), "private".into());
     }
@@ -24,11 +27,8 @@ pub fn filter_tools_list(engine: &Engine, result: &mut Value, revision: Revision
         return 0;
     };
     let before = tools.len();
-    tools.retain(|tool| match tool.get("name").and_then(Value::as_str) {
-        Some(name) => !policy.denies_outright(name),
-        // Not a tool description we can judge: leave the server's answer as it is.
-        None => true,
-    });
+    // An entry without a name is not a tool description we can judge: it stays.
+    tools.retain(|tool| !engine.refuses_listed(&policy, tool));
     before - tools.len()
 }
 

@@ -55,7 +55,7 @@ pub(crate) const MAX_WINDOW_SECS: u64 = 31_536_000;
 /// The largest `max` or fixed `cost`: 2^53, the largest integer every JSON parser keeps exact.
 pub(crate) const MAX_UNITS: u64 = 1 << 53;
 
-/// The identity of one counter: its name, window and scope.
+/// The identity of one counter: its name, window, scope and `key` path.
 ///
 /// Limits that name the same `counter` share one `Counter`; a limit without a name gets a
 /// private one, named after its place in the policy (`tools.t.limits[0]`). Counts are
@@ -67,6 +67,8 @@ pub struct Counter {
     private: bool,
     window_secs: u64,
     scope: Scope,
+    /// The `key` argument path, when the counter counts per argument value.
+    key: Option<Arc<str>>,
     fingerprint: u64,
 }
 
@@ -83,7 +85,13 @@ impl Counter {
     /// assert_eq!(counter.window(), Duration::from_secs(60));
     /// ```
     pub fn new(name: &str, window_secs: u64, scope: Scope) -> Counter {
-        Counter::with_identity(name, false, window_secs.clamp(1, MAX_WINDOW_SECS), scope)
+        Counter::with_identity(
+            name,
+            false,
+            window_secs.clamp(1, MAX_WINDOW_SECS),
+            scope,
+            None,
+        )
     }
 
     pub(crate) fn with_identity(
@@ -91,18 +99,26 @@ impl Counter {
         private: bool,
         window_secs: u64,
         scope: Scope,
+        key: Option<&str>,
     ) -> Counter {
         // The fingerprint is fixed per identity, so stores can hash it once at load time
         // instead of rehashing the name on every call.
         let mut hasher = DefaultHasher::new();
-        (name, private, window_secs, scope).hash(&mut hasher);
+        (name, private, window_secs, scope, key).hash(&mut hasher);
         Counter {
             name: name.into(),
             private,
             window_secs,
             scope,
+            key: key.map(Arc::from),
             fingerprint: hasher.finish(),
         }
+    }
+
+    /// The argument path (`args.ticket_id`) whose value also keys the counts, when the
+    /// limit has a `key`: calls with different values count separately.
+    pub fn key_path(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The counter's name: the policy's `counter` field, the rule key for a `rate_limit`,
@@ -131,7 +147,7 @@ impl Counter {
         self.scope
     }
 
-    /// A hash of (name, private, window, scope), equal for equal counters within one
+    /// A hash of (name, private, window, scope, key path), equal for equal counters within one
     /// process. Stores may use it to avoid rehashing the name.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
@@ -144,6 +160,7 @@ impl PartialEq for Counter {
             && self.window_secs == other.window_secs
             && self.scope == other.scope
             && self.private == other.private
+            && self.key == other.key
             // Stores keep clones of the policy's counters: usually the very same text.
             && (Arc::ptr_eq(&self.name, &other.name)
                 || crate::short_eq::same(self.name.as_bytes(), other.name.as_bytes()))
@@ -270,6 +287,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Limit {
     pub(crate) counter: Arc<Counter>,
+    /// The `key` argument: counts are kept per value of it.
+    pub(crate) key: Option<ArgPath>,
     /// The counter's number within its policy (limits sharing a counter share it), so
     /// that each thread can keep its own clone of the `Arc` (`counter_copies`).
     pub(crate) slot: u32,

@@ -1,6 +1,10 @@
 //! The policy file: parsing, validation, and the immutable [`Policy`] value.
 
+mod annotations;
 mod arg_path;
+pub use annotations::OnDrift;
+pub(crate) use annotations::{AnnotationRule, Hints};
+pub(crate) use arg_path::ArgPath;
 mod condition;
 mod error;
 mod limit;
@@ -66,6 +70,11 @@ pub struct Policy {
     pub(crate) all_tools: Rule,
     /// Rules in key order.
     pub(crate) rules: Vec<Rule>,
+    /// Rules chosen by tool annotations, in policy order.
+    pub(crate) annotations: Vec<AnnotationRule>,
+    /// Tool name → `sha256:<hex>` of its definition.
+    pub(crate) pins: std::collections::BTreeMap<String, String>,
+    pub(crate) on_drift: OnDrift,
     /// Tool name → hidden, or the index of its rule.
     pub(crate) matcher: Matcher,
 }
@@ -197,6 +206,30 @@ impl Policy {
         if !all_tools.is_empty() {
             top.insert("all_tools".into(), Value::Object(all_tools));
         }
+        if !self.annotations.is_empty() {
+            let annotations = self
+                .annotations
+                .iter()
+                .map(|a| {
+                    let mut map = Map::new();
+                    map.insert("match".into(), a.hints.to_json());
+                    map.extend(rule_json(&a.rule));
+                    Value::Object(map)
+                })
+                .collect();
+            top.insert("annotations".into(), Value::Array(annotations));
+        }
+        if !self.pins.is_empty() {
+            let pins = self
+                .pins
+                .iter()
+                .map(|(name, digest)| (name.clone(), Value::from(digest.as_str())))
+                .collect();
+            top.insert("pins".into(), Value::Object(pins));
+        }
+        if self.on_drift != OnDrift::default() {
+            top.insert("on_drift".into(), self.on_drift.as_str().into());
+        }
         let tools = self
             .rules
             .iter()
@@ -224,6 +257,9 @@ impl PartialEq for Policy {
             && self.hide == other.hide
             && self.all_tools == other.all_tools
             && self.rules == other.rules
+            && self.annotations == other.annotations
+            && self.pins == other.pins
+            && self.on_drift == other.on_drift
     }
 }
 
@@ -314,6 +350,9 @@ fn limit_json(limit: &Limit) -> Value {
     map.insert("window".into(), window_json(limit.counter.window_secs()));
     map.insert("max".into(), limit.max.into());
     map.insert("scope".into(), limit.counter.scope().as_str().into());
+    if let Some(key) = &limit.key {
+        map.insert("key".into(), key.as_str().into());
+    }
     match &limit.cost {
         Cost::Fixed(1) => {}
         Cost::Fixed(units) => {

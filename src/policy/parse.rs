@@ -1,5 +1,6 @@
 //! Turning policy JSON into a validated [`Policy`], with a path in every error.
 
+use super::annotations::{is_pin, AnnotationRule, Hints, OnDrift};
 use super::arg_path::ArgPath;
 use super::condition::{Condition, Op, CASE_OPS, OP_NAMES};
 use super::error::PolicyError;
@@ -11,7 +12,7 @@ use super::Policy;
 use crate::json::parse_strict;
 use crate::matcher::Matcher;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 const TOP_FIELDS: &[&str] = &[
@@ -21,7 +22,20 @@ const TOP_FIELDS: &[&str] = &[
     "default",
     "hide",
     "all_tools",
+    "annotations",
+    "pins",
+    "on_drift",
     "tools",
+];
+const ANNOTATION_FIELDS: &[&str] = &[
+    "match",
+    "action",
+    "reason",
+    "require",
+    "deny_if",
+    "approve_if",
+    "limits",
+    "rate_limit",
 ];
 const RULE_FIELDS: &[&str] = &[
     "action",
@@ -34,7 +48,7 @@ const RULE_FIELDS: &[&str] = &[
 ];
 const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if"];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
-const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "cost", "refund"];
+const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "key", "cost", "refund"];
 const RATE_LIMIT_FIELDS: &[&str] = &["max", "window", "scope"];
 const ACTIONS: &str = "\"allow\", \"deny\" or \"require_approval\"";
 const SCOPES: &str = "\"grant\", \"session\", \"agent\" or \"global\"";
@@ -195,8 +209,120 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
             }
         }
     }
+    let mut annotations = Vec::new();
+    if let Some(list) = top.get("annotations") {
+        let expected = "a list of annotation rules such as \
+                        [{\"match\": {\"readOnlyHint\": true}, \"action\": \"allow\"}]";
+        for (i, item) in problems
+            .take(array(list, "annotations", expected))
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let path = index("annotations", i);
+            let expected = "an annotation rule: a rule with \"match\", such as \
+                            {\"match\": {\"destructiveHint\": true}, \"action\": \"require_approval\"}";
+            let Some(map) = problems.take(object(item, &path, expected)) else {
+                continue;
+            };
+            problems.take(known_fields(map, &path, ANNOTATION_FIELDS));
+            let hints = match map.get("match") {
+                Some(Value::Object(hints)) => match Hints::parse_match(hints) {
+                    Ok(hints) => Some(hints),
+                    Err((field, message)) => {
+                        problems.0.push(PolicyError::at(
+                            &join(&join(&path, "match"), &field),
+                            message,
+                        ));
+                        None
+                    }
+                },
+                Some(other) => {
+                    problems.0.push(PolicyError::at(
+                        &join(&path, "match"),
+                        format!(
+                            "expected an object of hints such as {{\"readOnlyHint\": true}}, found {}",
+                            describe(other)
+                        ),
+                    ));
+                    None
+                }
+                None => {
+                    problems.0.push(PolicyError::at(
+                        &path,
+                        "missing field \"match\": the hints a tool must have, such as \
+                         {\"readOnlyHint\": true} ({} matches every tool)",
+                    ));
+                    None
+                }
+            };
+            let rule = problems.take(rule(&path, map, &path, &mut counters));
+            if let (Some(hints), Some(mut rule)) = (hints, rule) {
+                rule.slot = u32::try_from(rules.len() + annotations.len()).unwrap_or(u32::MAX);
+                annotations.push(AnnotationRule { hints, rule });
+            }
+        }
+    }
+
+    let mut pins = BTreeMap::new();
+    if let Some(v) = top.get("pins") {
+        let expected = "an object mapping tool names to \"sha256:<64 hex digits>\" \
+                        (mcp-policy pin --tools TOOLS.json prints one)";
+        for (name, digest) in problems
+            .take(object(v, "pins", expected))
+            .into_iter()
+            .flatten()
+        {
+            let path = join("pins", name);
+            if name.contains('*') {
+                problems.0.push(PolicyError::at(
+                    &path,
+                    "pins name exact tools; a glob cannot be pinned",
+                ));
+                continue;
+            }
+            if problems.take(check_tool_key(name, &path)).is_none() {
+                continue;
+            }
+            match digest {
+                Value::String(text) if is_pin(text) => {
+                    pins.insert(name.clone(), text.clone());
+                }
+                other => problems.0.push(PolicyError::at(
+                    &path,
+                    format!(
+                        "expected \"sha256:\" and 64 lowercase hex digits (as mcp-policy pin \
+                         prints), found {}",
+                        describe(other)
+                    ),
+                )),
+            }
+        }
+    }
+    let on_drift = match problems
+        .take(optional_string(top, "", "on_drift"))
+        .flatten()
+    {
+        None => OnDrift::default(),
+        Some(name) => match OnDrift::from_name(name) {
+            Some(on_drift) => on_drift,
+            None => {
+                problems.0.push(PolicyError::at(
+                    "on_drift",
+                    format!(
+                        "expected \"deny\", \"hide\" or \"require_approval\", found {}{}",
+                        describe_str(name),
+                        suggestion(name, &["deny", "hide", "require_approval"])
+                    ),
+                ));
+                OnDrift::default()
+            }
+        },
+    };
+
     let regexes = std::iter::once(&all_tools)
         .chain(&rules)
+        .chain(annotations.iter().map(|a| &a.rule))
         .flat_map(|r| r.require.iter().chain(&r.deny_if).chain(&r.approve_if))
         .filter(|c| c.op.name() == "regex")
         .count();
@@ -218,6 +344,9 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         hide,
         all_tools,
         rules,
+        annotations,
+        pins,
+        on_drift,
         matcher,
     })
 }
@@ -279,9 +408,10 @@ fn rule(
     if let Some(v) = map.get("rate_limit") {
         let rate_path = join(path, "rate_limit");
         let limit = rate_limit(v, &rate_path).and_then(|(max, window_secs, scope)| {
-            let (counter, slot) = counters.get(key, window_secs, scope, &rate_path)?;
+            let (counter, slot) = counters.get(key, window_secs, scope, None, &rate_path)?;
             Ok(Limit {
                 counter,
+                key: None,
                 slot,
                 max,
                 cost: Cost::Fixed(1),
@@ -477,8 +607,24 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
             )
         })?,
     };
+    let key = match map.get("key") {
+        None => None,
+        Some(Value::String(text)) => {
+            Some(ArgPath::parse(text).map_err(|msg| PolicyError::at(&join(path, "key"), msg))?)
+        }
+        Some(other) => {
+            return Err(PolicyError::at(
+                &join(path, "key"),
+                format!(
+                    "expected an argument path such as \"args.ticket_id\", found {}",
+                    describe(other)
+                ),
+            ))
+        }
+    };
+    let key_text = key.as_ref().map(ArgPath::as_str);
     let (counter, slot) = match map.get("counter") {
-        None => counters.private(path, window_secs, scope),
+        None => counters.private(path, window_secs, scope, key_text),
         Some(Value::String(name)) => {
             let counter_path = join(path, "counter");
             if name.is_empty() || name.chars().any(char::is_control) {
@@ -487,7 +633,7 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
                     "expected a non-empty counter name without control characters",
                 ));
             }
-            counters.get(name, window_secs, scope, &counter_path)?
+            counters.get(name, window_secs, scope, key_text, &counter_path)?
         }
         Some(other) => {
             return Err(PolicyError::at(
@@ -498,6 +644,7 @@ fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, Policy
     };
     Ok(Limit {
         counter,
+        key,
         slot,
         max,
         cost,
@@ -573,9 +720,15 @@ struct Counters {
 
 impl Counters {
     /// The counter of a limit that names none.
-    fn private(&mut self, path: &str, window_secs: u64, scope: Scope) -> (Arc<Counter>, u32) {
+    fn private(
+        &mut self,
+        path: &str,
+        window_secs: u64,
+        scope: Scope,
+        key: Option<&str>,
+    ) -> (Arc<Counter>, u32) {
         let slot = self.next_slot();
-        let counter = Arc::new(Counter::with_identity(path, true, window_secs, scope));
+        let counter = Arc::new(Counter::with_identity(path, true, window_secs, scope, key));
         (counter, slot)
     }
 
@@ -589,9 +742,25 @@ impl Counters {
         name: &str,
         window_secs: u64,
         scope: Scope,
+        key: Option<&str>,
         path: &str,
     ) -> Result<(Arc<Counter>, u32), PolicyError> {
         if let Some((existing, slot, first_path)) = self.named.get(name) {
+            if existing.key_path() != key {
+                let shown =
+                    |k: Option<&str>| k.map_or("no key".to_owned(), |k| format!("key \"{k}\""));
+                return Err(PolicyError::at(
+                    path,
+                    format!(
+                        "counter {} is used here with {}, but at {} with {}; limits sharing a \
+                         counter must use the same key (or give one a different counter name)",
+                        describe_str(name),
+                        shown(key),
+                        first_path,
+                        shown(existing.key_path()),
+                    ),
+                ));
+            }
             if existing.window_secs() != window_secs || existing.scope() != scope {
                 return Err(PolicyError::at(
                     path,
@@ -611,7 +780,7 @@ impl Counters {
             return Ok((Arc::clone(existing), *slot));
         }
         let slot = self.next_slot();
-        let counter = Arc::new(Counter::with_identity(name, false, window_secs, scope));
+        let counter = Arc::new(Counter::with_identity(name, false, window_secs, scope, key));
         self.named.insert(
             name.to_owned(),
             (Arc::clone(&counter), slot, path.to_owned()),

@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: counters in this process, sharded behind `parking_lot` mutexes.
 
 use super::window::SlidingWindow;
-use super::{Admission, CounterKey, CounterStore, LimitRequest, StoreError};
+use super::{Admission, CounterKey, CounterStore, LimitRequest, OwnedKeyValue, StoreError};
 use crate::clock::Timestamp;
 use crate::policy::Counter;
 use crate::short_eq::same;
@@ -75,12 +75,14 @@ struct Entry {
     hash: u64,
     counter: Counter,
     scope_id: Box<str>,
+    value: Option<OwnedKeyValue>,
 }
 
 impl Entry {
     fn is(&self, hash: u64, key: &CounterKey<'_>) -> bool {
         self.hash == hash
             && same(self.scope_id.as_bytes(), key.scope_id.as_bytes())
+            && self.value.as_ref().map(OwnedKeyValue::borrow) == key.value
             && self.counter == *key.counter
     }
 }
@@ -119,7 +121,7 @@ impl MemoryStore {
 
     fn hash(&self, key: &CounterKey<'_>) -> u64 {
         self.hasher
-            .hash_one((key.counter.fingerprint(), key.scope_id))
+            .hash_one((key.counter.fingerprint(), key.scope_id, key.value))
     }
 
     fn shard_index(hash: u64) -> usize {
@@ -313,6 +315,7 @@ impl Shard {
             hash,
             counter: key.counter.clone(),
             scope_id: key.scope_id.into(),
+            value: key.value.map(OwnedKeyValue::new),
         };
         f(&mut self
             .windows

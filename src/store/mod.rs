@@ -19,14 +19,84 @@ use crate::policy::Counter;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The key of one count: a counter and the scope id it is kept for (the call's grant,
-/// agent or session id, or `""` for a global counter).
+/// The key of one count: a counter, the scope id it is kept for (the call's grant, agent
+/// or session id, or `""` for a global counter), and the value of the limit's `key`
+/// argument when it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterKey<'a> {
-    /// The counter: name, window and scope.
+    /// The counter: name, window, scope and key path.
     pub counter: &'a Counter,
     /// The id the count is kept for.
     pub scope_id: &'a str,
+    /// The call's value of the counter's `key` argument; `None` when it has no key path.
+    pub value: Option<KeyValue<'a>>,
+}
+
+impl<'a> CounterKey<'a> {
+    /// The key of `counter` for `scope_id`, without a key value.
+    pub fn new(counter: &'a Counter, scope_id: &'a str) -> CounterKey<'a> {
+        CounterKey {
+            counter,
+            scope_id,
+            value: None,
+        }
+    }
+}
+
+/// A value of a limit's `key` argument: counts are kept separately per value. A string
+/// and an integer are different values (`"1"` is not `1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyValue<'a> {
+    /// A string argument.
+    Text(&'a str),
+    /// An integer argument.
+    Integer(i128),
+}
+
+impl KeyValue<'_> {
+    /// The value as JSON: a string or a number.
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            KeyValue::Text(text) => text.into(),
+            KeyValue::Integer(n) => i64::try_from(n)
+                .map(Into::into)
+                .or_else(|_| u64::try_from(n).map(Into::into))
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyValue<'_> {
+    /// JSON: strings quoted, integers bare, so `"1"` and `1` read differently.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyValue::Text(text) => write!(f, "{}", serde_json::Value::from(*text)),
+            KeyValue::Integer(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// An owned [`KeyValue`], for decisions and stores: texts of up to 24 bytes inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OwnedKeyValue {
+    Text(compact_str::CompactString),
+    Integer(i128),
+}
+
+impl OwnedKeyValue {
+    pub(crate) fn new(value: KeyValue<'_>) -> OwnedKeyValue {
+        match value {
+            KeyValue::Text(text) => OwnedKeyValue::Text(text.into()),
+            KeyValue::Integer(n) => OwnedKeyValue::Integer(n),
+        }
+    }
+
+    pub(crate) fn borrow(&self) -> KeyValue<'_> {
+        match self {
+            OwnedKeyValue::Text(text) => KeyValue::Text(text),
+            OwnedKeyValue::Integer(n) => KeyValue::Integer(*n),
+        }
+    }
 }
 
 /// One limit a call must fit under: `cost` more units on `key`, at most `max` per window.
@@ -147,7 +217,7 @@ impl StoreError {
 ///
 /// let store = MemoryStore::new();
 /// let counter = Counter::new("writes", 60, Scope::Grant);
-/// let key = CounterKey { counter: &counter, scope_id: "g1" };
+/// let key = CounterKey::new(&counter, "g1");
 /// let one = [LimitRequest { key, max: 1, cost: 1 }];
 /// let now = Timestamp::from_nanos(0);
 /// assert!(matches!(store.acquire(now, &one)?, Admission::Admitted { .. }));

@@ -1,7 +1,7 @@
 //! [`RedisStore`]: counters shared by gateway replicas through one Redis server.
 
 use super::window::bucket_width_nanos;
-use super::{Admission, CounterKey, CounterStore, LimitRequest, StoreError};
+use super::{Admission, CounterKey, CounterStore, KeyValue, LimitRequest, StoreError};
 use crate::clock::Timestamp;
 use parking_lot::Mutex;
 use redis::{Connection, RedisResult, Script};
@@ -223,16 +223,39 @@ impl RedisStore {
             self.prefix.len() + counter.name().len() + key.scope_id.len() + 32,
         );
         let kind = if counter.is_private() { 'p' } else { 'n' };
+        let Some(path) = counter.key_path() else {
+            let _ = write!(
+                name,
+                "{}{kind}:{}:{}:{}:{}:{}",
+                self.prefix,
+                counter.window_secs(),
+                counter.scope(),
+                counter.name().len(),
+                counter.name(),
+                key.scope_id
+            );
+            return name;
+        };
+        // Counters with a `key` path: the path and scope id length-prefixed too, then the
+        // value tagged by type (`t` text, `i` integer) so `"1"` and `1` differ.
         let _ = write!(
             name,
-            "{}{kind}:{}:{}:{}:{}:{}",
+            "{}{kind}k:{}:{}:{}:{}:{}:{}:{}:{}:",
             self.prefix,
             counter.window_secs(),
             counter.scope(),
             counter.name().len(),
             counter.name(),
+            path.len(),
+            path,
+            key.scope_id.len(),
             key.scope_id
         );
+        let _ = match key.value {
+            Some(KeyValue::Text(text)) => write!(name, "t{text}"),
+            Some(KeyValue::Integer(n)) => write!(name, "i{n}"),
+            None => write!(name, "-"),
+        };
         name
     }
 

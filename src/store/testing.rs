@@ -169,10 +169,7 @@ pub fn check_scenario(store: &dyn CounterStore, scenario: &Scenario) -> Result<(
             .map(|(&k, &cost)| {
                 let (counter, id) = &keys[k];
                 LimitRequest {
-                    key: CounterKey {
-                        counter: &counters[*counter],
-                        scope_id: id,
-                    },
+                    key: CounterKey::new(&counters[*counter], id),
                     max,
                     cost,
                 }
@@ -249,10 +246,7 @@ fn check_fixed(store: &dyn CounterStore) -> Result<(), ConformanceError> {
     let admitted = |a: &Admission| matches!(a, Admission::Admitted { .. });
     let run = next_run_id();
     let counter = Counter::new(&format!("fixed-{run}"), 60, Scope::Grant);
-    let key = |id| CounterKey {
-        counter: &counter,
-        scope_id: id,
-    };
+    let key = |id| CounterKey::new(&counter, id);
     let one = |id, max, cost| LimitRequest {
         key: key(id),
         max,

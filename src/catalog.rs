@@ -1,0 +1,61 @@
+//! The tools a server listed, as the engine last saw them: their annotations (for
+//! annotation rules) and the digests of their definitions (for pins).
+
+use crate::mcp::tool_digest;
+use crate::policy::Hints;
+use hashbrown::HashMap;
+use serde_json::Value;
+
+/// One listed tool.
+#[derive(Debug, Clone)]
+pub(crate) struct ListedTool {
+    pub(crate) hints: Hints,
+    /// `sha256:<hex>` of the definition (`mcp::tool_digest`).
+    pub(crate) digest: String,
+}
+
+/// Tool name → what its last listing said. Replaced as a whole on each observation (the
+/// engine keeps it in an `ArcSwap`), so calls read it without locking.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Catalog {
+    tools: HashMap<Box<str>, ListedTool, foldhash::fast::RandomState>,
+}
+
+/// The most tools one catalog keeps: a server listing more (or a hostile one) cannot make
+/// the engine's memory grow without bound. Later tools beyond it are not recorded, so
+/// pins treat them as never listed and annotation rules as unannotated.
+pub(crate) const MAX_TOOLS: usize = 100_000;
+
+impl Catalog {
+    /// What the catalog knows about `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&ListedTool> {
+        self.tools.get(name)
+    }
+
+    /// This catalog updated with the entries of a `tools/list` result (the `result`
+    /// object or the whole JSON-RPC response); entries without a string `name` are
+    /// skipped. Returns the new catalog and how many entries it recorded.
+    pub(crate) fn with_listing(&self, result: &Value) -> (Catalog, usize) {
+        let result = result.get("result").unwrap_or(result);
+        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+            return (self.clone(), 0);
+        };
+        let mut next = self.clone();
+        let mut recorded = 0;
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if next.tools.len() >= MAX_TOOLS && !next.tools.contains_key(name) {
+                continue;
+            }
+            let listed = ListedTool {
+                hints: Hints::of_tool(tool),
+                digest: tool_digest(tool),
+            };
+            next.tools.insert(name.into(), listed);
+            recorded += 1;
+        }
+        (next, recorded)
+    }
+}

@@ -4,6 +4,7 @@
 use crate::files::{listed_tools, policy_errors, read_text, tool_name};
 use crate::{Failure, FilePath, Format};
 use clap::Args;
+use mcp_policy::mcp::tool_digest;
 use mcp_policy::{closest_name, Action, Policy, PolicyError};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -152,8 +153,27 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
         warnings.push(json!({"kind": "unmatched_rule", "rule": key,
             "message": format!("rule \"{key}\" decides none of the listed tools{hint}")}));
     }
-    for name in names {
-        if policy.rule_for(name).is_none() && !policy.is_hidden(name) {
+    for tool in tools {
+        let name = tool_name(tool);
+        if let Some(pin) = policy.pin(name) {
+            let listed = tool_digest(tool);
+            if listed != pin {
+                warnings.push(json!({"kind": "pin_drift", "tool": name,
+                    "message": format!("tool \"{name}\" is listed with digest {listed}, not its pin {pin}: its definition changed since it was pinned; review it, then update the pin (mcp-policy pin --tools)")}));
+            }
+        }
+    }
+    if let Some(pins) = json.get("pins").and_then(Value::as_object) {
+        for name in pins.keys().filter(|name| !names.contains(&name.as_str())) {
+            warnings.push(json!({"kind": "pin_unlisted", "tool": name,
+                "message": format!("tool \"{name}\" is pinned but not listed: its calls are refused until the server lists it with the pinned definition")}));
+        }
+    }
+    for (name, tool) in names.iter().copied().zip(tools) {
+        if policy.rule_for(name).is_none()
+            && !policy.is_hidden(name)
+            && policy.annotation_rule_for(tool).is_none()
+        {
             let default = policy.default_action();
             let effect = match default {
                 Action::Deny => "denied",

@@ -566,6 +566,52 @@ fn pin_prints_a_digest_per_tool_over_its_canonical_definition() {
 }
 
 #[test]
+fn check_validates_pins_and_warns_about_drifted_and_unlisted_ones() {
+    let pins: Value = serde_json::from_str(&mcp_policy(&["pin", "--tools", TOOLS]).stdout).unwrap();
+    let mut pins = pins.as_object().unwrap().clone();
+    let (first, _) = pins
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    pins.insert(first.clone(), format!("sha256:{}", "0".repeat(64)).into());
+    pins.insert(
+        "whmcs_gone".into(),
+        format!("sha256:{}", "1".repeat(64)).into(),
+    );
+    let policy = json!({"version": "1", "pins": pins, "tools": {"*": {}}});
+    let file = temp_file("pinned.json", &policy.to_string());
+    let run = mcp_policy(&["check", "--tools", TOOLS, file.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(&format!("tool \"{first}\" is listed with digest")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("tool \"whmcs_gone\" is pinned but not listed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.matches("warning").count(), 2, "{}", run.stdout);
+    // A malformed pin is an error with its path.
+    let bad = temp_file(
+        "bad_pin.json",
+        r#"{"version": "1", "pins": {"t": "sha256:XYZ"}}"#,
+    );
+    let run = mcp_policy(&["check", bad.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("pins.t") || run.stderr.contains("pins.t"),
+        "{} {}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
 fn a_reader_that_goes_away_ends_the_command_quietly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-policy"))
         .args(["test", "examples/policies/whmcs.test.json"])

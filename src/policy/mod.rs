@@ -138,6 +138,36 @@ impl Policy {
         self.rule(tool).map(|rule| &*rule.key)
     }
 
+    /// For a tool no `tools` key matches, the annotation rule that decides it, given its
+    /// `tools/list` entry (judged on the entry's `annotations`; a hint not sent takes
+    /// MCP's default): `annotations[i]`. `None` when no annotation rule matches.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    /// use serde_json::json;
+    ///
+    /// let policy: Policy = r#"{"version": "1", "annotations": [
+    ///     {"match": {"readOnlyHint": true}, "action": "allow"},
+    ///     {"match": {"destructiveHint": true}, "action": "require_approval"}]}"#.parse()?;
+    /// let reader = json!({"name": "get", "annotations": {"readOnlyHint": true}});
+    /// assert_eq!(policy.annotation_rule_for(&reader), Some("annotations[0]"));
+    /// // No annotations: destructiveHint defaults to true.
+    /// assert_eq!(policy.annotation_rule_for(&json!({"name": "delete"})), Some("annotations[1]"));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn annotation_rule_for(&self, tool: &Value) -> Option<&str> {
+        let hints = Hints::of_tool(tool);
+        self.annotations
+            .iter()
+            .find(|a| a.hints.matched_by(Some(&hints)))
+            .map(|a| &*a.rule.key)
+    }
+
+    /// The pinned digest of `tool`'s definition (`sha256:<hex>`), if the policy pins it.
+    pub fn pin(&self, tool: &str) -> Option<&str> {
+        self.pins.get(tool).map(String::as_str)
+    }
+
     /// The keys of all rules, sorted by bytes.
     pub fn rule_keys(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|rule| &*rule.key)

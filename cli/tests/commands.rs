@@ -595,7 +595,7 @@ fn check_validates_pins_and_warns_about_drifted_and_unlisted_ones() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.stdout.matches("warning").count(), 2, "{}", run.stdout);
+    assert_eq!(run.stdout.matches(": warning:").count(), 2, "{}", run.stdout);
     // A malformed pin is an error with its path.
     let bad = temp_file(
         "bad_pin.json",

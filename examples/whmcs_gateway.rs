@@ -250,6 +250,14 @@ fn scripted_session() -> Vec<Call> {
             json!({"client_id": 82, "amount": 100}),
         ),
     ]);
+    // Stuck in a loop on one ticket: at most 3 updates of a ticket an hour.
+    for at_ms in [87_000, 87_500, 88_000] {
+        calls.push(call(
+            at_ms,
+            "whmcs_update_ticket",
+            json!({"ticket_id": 1042, "status": "Answered"}),
+        ));
+    }
     let mut anonymous = call(90_000, "whmcs_get_ticket", json!({"ticket_id": 1}));
     anonymous.grant = None;
     calls.push(anonymous);

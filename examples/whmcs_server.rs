@@ -232,4 +232,22 @@ fn tools() -> Vec<Value> {
             json!({"client_id": {"type": "integer"}}),
         ),
     ]
+    .into_iter()
+    .map(|mut tool| {
+        // MCP annotations, as `examples/policies/whmcs_tools.json` lists them; the delete
+        // tool sends none, so policies treat it as destructive.
+        let annotations = match tool.get("name").and_then(Value::as_str) {
+            Some("whmcs_list_tickets" | "whmcs_get_ticket") => json!({"readOnlyHint": true}),
+            Some("whmcs_update_ticket") => json!({"destructiveHint": false, "idempotentHint": true}),
+            Some("whmcs_add_ticket_reply" | "whmcs_add_credit") => json!({"destructiveHint": false}),
+            Some("whmcs_send_email") => json!({"destructiveHint": false, "openWorldHint": true}),
+            Some("whmcs_close_client") => json!({"destructiveHint": true}),
+            _ => return tool,
+        };
+        if let Some(map) = tool.as_object_mut() {
+            map.insert("annotations".into(), annotations);
+        }
+        tool
+    })
+    .collect()
 }

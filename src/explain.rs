@@ -83,6 +83,9 @@ pub struct LimitCheck {
     pub cost: Option<u64>,
     /// Why the cost argument cannot be used, when it cannot.
     pub cost_error: Option<String>,
+    /// The `key` argument path and the value it saw (`args.ticket_id 7`), or why that
+    /// value cannot be used; `None` when the limit has no key.
+    pub key: Option<String>,
 }
 
 impl Engine {
@@ -139,6 +142,22 @@ impl Engine {
                     max: limit.max,
                     cost: cost.as_ref().ok().copied(),
                     cost_error: cost.err(),
+                    key: limit
+                        .key
+                        .as_ref()
+                        .map(|path| match path.resolve(call.args()) {
+                            Some(value @ Value::String(_)) => format!("{} {value}", path.as_str()),
+                            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                                format!("{} {n}", path.as_str())
+                            }
+                            Some(other) => {
+                                format!(
+                                    "{} is {other}, not a string or integer: denies",
+                                    path.as_str()
+                                )
+                            }
+                            None => format!("{} is missing: denies", path.as_str()),
+                        }),
                 }
             }));
         }
@@ -228,9 +247,13 @@ impl fmt::Display for Explanation {
                     why.as_deref().unwrap_or_default()
                 ),
             };
+            let key = l
+                .key
+                .as_deref()
+                .map_or_else(String::new, |key| format!(", per {key}"));
             writeln!(
                 f,
-                "limit:     {}: counter \"{}\", {} per {} s, per {id}, {cost}",
+                "limit:     {}: counter \"{}\", {} per {} s, per {id}{key}, {cost}",
                 l.section, l.counter, l.max, l.window_s
             )?;
         }

@@ -231,7 +231,7 @@ fn explain_shows_each_step_with_the_values_it_saw() {
         "--tool",
         "whmcs_update_ticket",
         "--args",
-        r#"{"status": "closed"}"#,
+        r#"{"ticket_id": 7, "status": "closed"}"#,
         "--grant",
         "g1",
         "--approved",
@@ -595,7 +595,12 @@ fn check_validates_pins_and_warns_about_drifted_and_unlisted_ones() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.stdout.matches(": warning:").count(), 2, "{}", run.stdout);
+    assert_eq!(
+        run.stdout.matches(": warning:").count(),
+        2,
+        "{}",
+        run.stdout
+    );
     // A malformed pin is an error with its path.
     let bad = temp_file(
         "bad_pin.json",

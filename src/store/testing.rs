@@ -9,8 +9,8 @@
 //! - `retry_after`: at most W·(1 + 1/16), and the same call made then is admitted.
 //!
 //! [`check_store`] runs random [`scenarios`] (shrunk to a smallest failing one) plus
-//! fixed checks of peeking, all-or-nothing recording, refunds, repeated keys and time
-//! going backwards. Every run uses fresh counter names, so one store (a Redis database)
+//! fixed checks of peeking, all-or-nothing recording, refunds, repeated keys, key values
+//! and time going backwards. Every run uses fresh counter names, so one store (a Redis database)
 //! can be checked repeatedly.
 //!
 //! ```
@@ -22,7 +22,7 @@
 
 #![allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
-use super::{Admission, CounterKey, CounterStore, LimitRequest};
+use super::{Admission, CounterKey, CounterStore, KeyValue, LimitRequest};
 use crate::clock::Timestamp;
 use crate::policy::{Counter, Scope};
 use proptest::prelude::*;
@@ -305,6 +305,38 @@ fn check_fixed(store: &dyn CounterStore) -> Result<(), ConformanceError> {
     let twice = [one("twice", 1, 1), one("twice", 1, 1)];
     if admitted(&answer(store.acquire(t0, &twice))?) {
         return fail("a call naming one key twice took 2 units under max 1");
+    }
+
+    // Key values count separately, and a text is not the integer it spells.
+    let keyed = Counter::with_identity(
+        &format!("keyed-{run}"),
+        false,
+        60,
+        Scope::Grant,
+        Some("args.ticket_id"),
+    );
+    let valued = |value| LimitRequest {
+        key: CounterKey {
+            counter: &keyed,
+            scope_id: "g",
+            value: Some(value),
+        },
+        max: 1,
+        cost: 1,
+    };
+    for value in [
+        KeyValue::Integer(7),
+        KeyValue::Integer(8),
+        KeyValue::Text("7"),
+    ] {
+        if !admitted(&answer(store.acquire(t0, &[valued(value)]))?) {
+            return fail(&format!(
+                "key value {value} was refused though it was never used"
+            ));
+        }
+    }
+    if admitted(&answer(store.acquire(t0, &[valued(KeyValue::Integer(7))]))?) {
+        return fail("key value 7 admitted a second unit under max 1");
     }
 
     // A clock that goes back neither panics nor re-opens budget.

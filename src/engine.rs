@@ -819,12 +819,13 @@ fn key_value<'a>(path: &ArgPath, args: Option<&'a Value>) -> Result<KeyValue<'a>
             path.as_str()
         )),
         Some(Value::String(text)) => Ok(KeyValue::Text(text)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .map(KeyValue::Integer)
-            .ok_or_else(|| format!("the key argument {} is not an integer", path.as_str())),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => match n.as_i64() {
+            Some(n) => Ok(KeyValue::Integer(n)),
+            None => n
+                .as_u64()
+                .map(KeyValue::Unsigned)
+                .ok_or_else(|| format!("the key argument {} is not an integer", path.as_str())),
+        },
         Some(other) => Err(format!(
             "the key argument {} is {other}; {expected}",
             path.as_str()

@@ -164,3 +164,61 @@ fn the_largest_window_and_max_work() {
     };
     assert!(retry_after <= Duration::from_secs(31_536_000) * 17 / 16);
 }
+
+/// Threads remember the keys they used; a key swept meanwhile must be looked up again,
+/// by every thread that remembered it, and counted on one new key, not two.
+#[test]
+fn keys_swept_while_threads_remember_them_are_counted_afresh_on_one_key() {
+    let store = Arc::new(MemoryStore::new());
+    let counter = Counter::new("swept", 1, Scope::Global);
+    let request = |max| {
+        [mcp_policy::LimitRequest {
+            key: CounterKey::new(&counter, ""),
+            max,
+            cost: 1,
+        }]
+    };
+    let t0 = Timestamp::from_nanos(1_000_000_000_000);
+    let later = Timestamp::from_nanos(t0.as_nanos() + 10_000_000_000);
+    let admitted = |a: Admission| matches!(a, Admission::Admitted { .. });
+    // Two threads (this one and another) use the key, so both remember it.
+    assert!(admitted(store.acquire(t0, &request(4)).unwrap()));
+    let other = Arc::clone(&store);
+    let counter_for_thread = counter.clone();
+    let (to_thread, from_main) = std::sync::mpsc::channel::<Timestamp>();
+    let (to_main, from_thread) = std::sync::mpsc::channel::<Vec<bool>>();
+    let thread = std::thread::spawn(move || {
+        let request = [mcp_policy::LimitRequest {
+            key: CounterKey::new(&counter_for_thread, ""),
+            max: 4,
+            cost: 1,
+        }];
+        for now in from_main {
+            let answers = (0..2)
+                .map(|_| {
+                    matches!(
+                        other.acquire(now, &request).unwrap(),
+                        Admission::Admitted { .. }
+                    )
+                })
+                .collect();
+            to_main.send(answers).unwrap();
+        }
+    });
+    to_thread.send(t0).unwrap();
+    assert_eq!(from_thread.recv().unwrap(), [true, true]);
+    assert_eq!(store.len(), 1);
+    // The window passes; the key is swept while both threads still remember it.
+    store.reclaim_expired(later);
+    assert_eq!(store.len(), 0);
+    // Both threads use it again: 2 here and 2 there fit max 4 on the one new key, and no
+    // fifth unit does.
+    assert!(admitted(store.acquire(later, &request(4)).unwrap()));
+    to_thread.send(later).unwrap();
+    assert_eq!(from_thread.recv().unwrap(), [true, true]);
+    assert!(admitted(store.acquire(later, &request(4)).unwrap()));
+    assert!(!admitted(store.acquire(later, &request(4)).unwrap()));
+    assert_eq!(store.len(), 1);
+    drop(to_thread);
+    thread.join().unwrap();
+}

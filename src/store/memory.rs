@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: counters in this process, sharded behind `parking_lot` mutexes.
+//! [`MemoryStore`]: counters in this process, a lock per key, found through a small
+//! per-thread cache or a sharded table.
 
 use super::window::SlidingWindow;
 use super::{Admission, CounterKey, CounterStore, LimitRequest, OwnedKeyValue, StoreError};
@@ -8,83 +9,112 @@ use crate::short_eq::same;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
+use std::cell::RefCell;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A power of two well above the thread counts the engine targets, so that threads on
-/// distinct keys rarely meet on a shard (16 threads: about one pair in a run).
+/// A power of two well above the thread counts the engine targets, so that threads
+/// creating keys rarely meet on a shard.
 const SHARDS: usize = 128;
-/// Sweeps happen no more often than every this many operations on a shard.
+/// Sweeps happen no more often than every this many inserts into a shard.
 const MIN_SWEEP_INTERVAL: usize = 256;
 /// Limits per call handled without allocating.
 const INLINE_LIMITS: usize = 8;
+/// Keys each thread remembers (direct-mapped by hash), across stores.
+const CACHED_KEYS: usize = 16;
 /// Failed `try_lock`s spent spinning, then yielding the core, before a call parks on a busy
-/// shard. Critical sections are tens of nanoseconds, so spinning briefly beats parking:
+/// key. Critical sections are tens of nanoseconds, so spinning briefly beats parking:
 /// under contention on one hot key (a `global` limit), parking and waking threads through
 /// the kernel costs microseconds per call and throughput collapses (to 0.14× one thread
 /// at 16 threads, measured). Yielding keeps spinners from starving a lock holder that
 /// was preempted when there are more threads than cores.
 const SPINS: u32 = 32;
 const YIELDS: u32 = 32;
+/// Times a call looks its keys up again after finding one swept meanwhile.
+const RETRIES: usize = 8;
 
 /// Counters kept in this process: the default store.
 ///
-/// Keys are spread over 128 shards, each a `parking_lot` mutex on its own cache line, so
-/// calls on different keys rarely contend; a call locks only the shards of its own
-/// limits, in a fixed order, and checks-and-records all of them under those locks. A
-/// busy shard is retried with exponential backoff before the call parks on it. Keys are
-/// hashed with `foldhash`, seeded per store, since callers choose the scope ids.
+/// Each (counter, scope id, key value) key has its own lock beside its counts, on one
+/// cache line, so a call on a hot key (a `global` limit that every call charges) moves
+/// that one line between cores, and calls on different keys share nothing. A thread finds
+/// the keys it used recently in a small cache of its own, without touching any shared
+/// memory; other lookups and inserts go through a table of 128 shards. A call with several
+/// limits locks its keys in a fixed order and checks-and-records all of them under those
+/// locks. A busy key is retried with backoff before the call parks on it. Keys are hashed
+/// with `foldhash`, seeded per store, since callers choose the scope ids.
 ///
-/// There is no background thread. A shard forgets keys whose window has passed while it
-/// is used: after as many operations as it held keys at its last sweep, it drops every
-/// idle key, which costs O(1) amortized per operation. [`reclaim_expired`] sweeps every
+/// There is no background thread. A shard forgets keys whose window has passed while
+/// keys are created: after as many inserts as it held keys at its last sweep, it drops
+/// every idle key, which costs O(1) amortized per insert. [`reclaim_expired`] sweeps every
 /// shard at once, for a gateway that wants memory back after a quiet period.
 ///
-/// Memory: each live (counter, scope id) key costs about 300 bytes with a 14-byte scope id
-/// (measured in `tests/allocations.rs`): a 17-bucket window (152 bytes), the key with its
-/// own copy of the scope id, and the hash table's slack.
+/// Memory: each live key costs about 410 bytes with a 14-byte scope id (measured in
+/// `tests/allocations.rs`): its lock and 17-bucket window on their own cache lines, the
+/// key with its own copy of the scope id, and the table's slack.
 ///
 /// [`reclaim_expired`]: MemoryStore::reclaim_expired
 #[derive(Debug)]
 pub struct MemoryStore {
+    /// Tells this store's keys from other stores' in the per-thread caches.
+    id: u64,
     shards: Box<[Padded<Mutex<Shard>>]>,
     hasher: foldhash::fast::RandomState,
 }
 
-/// Keeps each shard's lock on its own cache line, so threads on different shards do not
-/// slow each other down.
+/// Keeps each shard's lock on its own cache line.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Padded<T>(T);
 
 #[derive(Debug, Default)]
 struct Shard {
-    windows: HashTable<Entry>,
-    ops_since_sweep: usize,
+    slots: HashTable<Arc<Slot>>,
+    inserts_since_sweep: usize,
     sweep_interval: usize,
 }
 
-/// One key's window, with the key and its hash (computed once per call, kept for rehashing).
-///
-/// `repr(C, align(64))`: the window's hot fields start the entry, on a cache line of their
-/// own, so a call on a hot key moves the fewest lines between cores.
+/// One key: its lock and counts first, on a cache line of their own, then the key.
 #[derive(Debug)]
 #[repr(C, align(64))]
-struct Entry {
-    window: SlidingWindow,
+struct Slot {
+    state: Mutex<SlotState>,
     hash: u64,
     counter: Counter,
     scope_id: Box<str>,
     value: Option<OwnedKeyValue>,
 }
 
-impl Entry {
+#[derive(Debug)]
+#[repr(C)]
+struct SlotState {
+    /// Swept from the table: a call that found it through a cache must look again.
+    dead: bool,
+    window: SlidingWindow,
+}
+
+impl Slot {
     fn is(&self, hash: u64, key: &CounterKey<'_>) -> bool {
         self.hash == hash
             && same(self.scope_id.as_bytes(), key.scope_id.as_bytes())
             && self.value.as_ref().map(OwnedKeyValue::borrow) == key.value
             && self.counter == *key.counter
     }
+}
+
+/// A key a thread used recently.
+struct Cached {
+    store: u64,
+    hash: u64,
+    slot: Arc<Slot>,
+}
+
+const EMPTY: Option<Cached> = None;
+
+thread_local! {
+    static CACHE: RefCell<[Option<Cached>; CACHED_KEYS]> = const { RefCell::new([EMPTY; CACHED_KEYS]) };
 }
 
 impl Default for MemoryStore {
@@ -96,7 +126,9 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         MemoryStore {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             hasher: foldhash::fast::RandomState::default(),
         }
@@ -104,7 +136,7 @@ impl MemoryStore {
 
     /// The number of keys held, live or not yet reclaimed.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().windows.len()).sum()
+        self.shards.iter().map(|s| s.0.lock().slots.len()).sum()
     }
 
     /// Whether the store holds no keys.
@@ -124,130 +156,289 @@ impl MemoryStore {
             .hash_one((key.counter.fingerprint(), key.scope_id, key.value))
     }
 
-    fn shard_index(hash: u64) -> usize {
-        // The hash table uses the low and top bits; shards take bits from the middle.
-        (hash >> 32) as usize % SHARDS
+    fn shard(&self, hash: u64) -> Option<&Mutex<Shard>> {
+        // The table uses the low and top bits; shards take bits from the middle.
+        self.shards
+            .get((hash >> 32) as usize % SHARDS)
+            .map(|padded| &padded.0)
     }
 
-    fn lock(&self, index: usize) -> Option<MutexGuard<'_, Shard>> {
-        let shard = &self.shards.get(index)?.0;
-        for attempt in 0..SPINS + YIELDS {
-            if let Some(guard) = shard.try_lock() {
-                return Some(guard);
-            }
-            if attempt < SPINS {
-                // Wait on a read of the lock (a shared copy of its cache line) until it
-                // looks free, backing off exponentially, before trying to take it again.
-                let mut pause = 1u32 << attempt.min(6);
-                while shard.is_locked() && pause > 0 {
-                    std::hint::spin_loop();
-                    pause -= 1;
-                }
-            } else {
-                std::thread::yield_now();
-            }
+    /// The slot of `key` from the table; when missing, a new one if `create`, else `None`.
+    fn find(
+        &self,
+        hash: u64,
+        key: &CounterKey<'_>,
+        now: Timestamp,
+        create: bool,
+    ) -> Option<Arc<Slot>> {
+        let mut shard = self.shard(hash)?.lock();
+        if let Some(slot) = shard.slots.find(hash, |s| s.is(hash, key)) {
+            return Some(Arc::clone(slot));
         }
-        Some(shard.lock())
+        if !create {
+            return None;
+        }
+        shard.note_insert(now);
+        let slot = Arc::new(Slot {
+            state: Mutex::new(SlotState {
+                dead: false,
+                window: SlidingWindow::new(now, key.counter),
+            }),
+            hash,
+            counter: key.counter.clone(),
+            scope_id: key.scope_id.into(),
+            value: key.value.map(OwnedKeyValue::new),
+        });
+        shard
+            .slots
+            .insert_unique(hash, Arc::clone(&slot), |s| s.hash);
+        Some(slot)
     }
 
     fn run(&self, now: Timestamp, requests: &[LimitRequest<'_>], commit: bool) -> Admission {
         if let [request] = requests {
-            return self.run_one(now, request, commit);
+            if let Some(answer) = self.run_one_cached(now, request, commit) {
+                return answer;
+            }
         }
         let hashes: SmallVec<[u64; INLINE_LIMITS]> =
             requests.iter().map(|r| self.hash(&r.key)).collect();
-        // Lock each shard once, in ascending order, so concurrent calls cannot deadlock.
-        let mut shard_ids: SmallVec<[usize; INLINE_LIMITS]> =
-            hashes.iter().map(|&h| Self::shard_index(h)).collect();
-        shard_ids.sort_unstable();
-        shard_ids.dedup();
-        let mut locks: SmallVec<[MutexGuard<'_, Shard>; INLINE_LIMITS]> = SmallVec::new();
-        for &id in &shard_ids {
-            locks.extend(self.lock(id));
+        for _ in 0..RETRIES {
+            let answer = CACHE
+                .try_with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut cache) => {
+                        let answer = self.attempt(now, requests, &hashes, commit, Some(&mut cache));
+                        if answer.is_none() {
+                            // A key was swept: forget the cached ones, look them up again.
+                            for &hash in &hashes {
+                                if let Some(entry) = cache.get_mut(hash as usize % CACHED_KEYS) {
+                                    if entry
+                                        .as_ref()
+                                        .is_some_and(|c| c.store == self.id && c.hash == hash)
+                                    {
+                                        *entry = None;
+                                    }
+                                }
+                            }
+                        }
+                        answer
+                    }
+                    // Re-entered from a store call (cannot happen with this store): go
+                    // around the cache.
+                    Err(_) => self.attempt(now, requests, &hashes, commit, None),
+                })
+                // The thread is being torn down: no cache.
+                .unwrap_or_else(|_| self.attempt(now, requests, &hashes, commit, None));
+            if let Some(answer) = answer {
+                return answer;
+            }
         }
-        if locks.len() != shard_ids.len() {
-            // Unreachable: every index is below `SHARDS`. Refuse, never admit.
-            return Admission::Refused {
-                limit: 0,
-                retry_after: Duration::MAX,
+        // Keys swept under us every time: cannot happen in practice (a key is swept only
+        // when idle). Refuse, never admit.
+        Admission::Refused {
+            limit: 0,
+            retry_after: Duration::from_millis(1),
+        }
+    }
+
+    /// The common case, a call with one limit on a key this thread used recently: no
+    /// bookkeeping for undo or lock order. `None` when the key is not in the cache (or was
+    /// swept): the general path then handles the call.
+    fn run_one_cached(
+        &self,
+        now: Timestamp,
+        request: &LimitRequest<'_>,
+        commit: bool,
+    ) -> Option<Admission> {
+        let hash = self.hash(&request.key);
+        CACHE
+            .try_with(|cell| {
+                let mut cache = cell.try_borrow_mut().ok()?;
+                let entry = cache.get_mut(hash as usize % CACHED_KEYS)?;
+                let cached = entry.as_ref()?;
+                if cached.store != self.id
+                    || cached.hash != hash
+                    || !cached.slot.is(hash, &request.key)
+                {
+                    return None;
+                }
+                let mut state = lock(&cached.slot.state);
+                if state.dead {
+                    drop(state);
+                    *entry = None;
+                    return None;
+                }
+                let admitted =
+                    state
+                        .window
+                        .admit(now, request.key.counter, request.cost, request.max, commit);
+                Some(match admitted {
+                    Ok(()) => Admission::Admitted { at: now },
+                    Err(retry_after) => Admission::Refused {
+                        limit: 0,
+                        retry_after,
+                    },
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// One try at `run`; `None` when a key was swept meanwhile and the call must look its
+    /// keys up again.
+    fn attempt(
+        &self,
+        now: Timestamp,
+        requests: &[LimitRequest<'_>],
+        hashes: &[u64],
+        commit: bool,
+        mut cache: Option<&mut [Option<Cached>; CACHED_KEYS]>,
+    ) -> Option<Admission> {
+        // Find every request's slot: in the cache, else in the table (then cached).
+        let mut found: SmallVec<[Found; INLINE_LIMITS]> = SmallVec::new();
+        let mut owned: SmallVec<[Arc<Slot>; 2]> = SmallVec::new();
+        for (request, &hash) in requests.iter().zip(hashes) {
+            let index = hash as usize % CACHED_KEYS;
+            let cached = cache
+                .as_deref()
+                .and_then(|c| c.get(index))
+                .and_then(Option::as_ref);
+            if cached.is_some_and(|c| {
+                c.store == self.id && c.hash == hash && c.slot.is(hash, &request.key)
+            }) {
+                found.push(Found::Cached(index));
+                continue;
+            }
+            let Some(slot) = self.find(hash, &request.key, now, commit) else {
+                // A peek on a key that does not exist: it has all its room.
+                found.push(Found::Empty);
+                continue;
             };
+            let taken = found
+                .iter()
+                .any(|f| matches!(f, Found::Cached(i) if *i == index));
+            match cache.as_deref_mut().and_then(|c| c.get_mut(index)) {
+                Some(entry) if !taken => {
+                    *entry = Some(Cached {
+                        store: self.id,
+                        hash,
+                        slot,
+                    });
+                    found.push(Found::Cached(index));
+                }
+                _ => {
+                    owned.push(slot);
+                    found.push(Found::Owned(owned.len() - 1));
+                }
+            }
         }
+        let cache = cache.as_deref();
+        let slots: SmallVec<[Option<&Slot>; INLINE_LIMITS]> = found
+            .iter()
+            .map(|f| match *f {
+                Found::Cached(i) => cache
+                    .and_then(|c| c.get(i))
+                    .and_then(Option::as_ref)
+                    .map(|c| &*c.slot),
+                Found::Owned(i) => owned.get(i).map(|s| &**s),
+                Found::Empty => None,
+            })
+            .collect();
+
+        // Lock each slot once, in address order, so concurrent calls cannot deadlock.
+        let mut order: SmallVec<[&Slot; INLINE_LIMITS]> = slots.iter().flatten().copied().collect();
+        order.sort_unstable_by_key(|s| *s as *const Slot as usize);
+        order.dedup_by_key(|s| *s as *const Slot as usize);
+        let mut guards: SmallVec<[MutexGuard<'_, SlotState>; INLINE_LIMITS]> = SmallVec::new();
+        for slot in &order {
+            let guard = lock(&slot.state);
+            if guard.dead {
+                // Swept after we found it: forget it and look again.
+                drop(guards);
+                drop(guard);
+                return None;
+            }
+            guards.push(guard);
+        }
+        let position = |slot: &Slot| order.iter().position(|s| std::ptr::eq(*s, slot));
 
         let mut refused: Option<(usize, Duration)> = None;
         let mut recorded: SmallVec<[bool; INLINE_LIMITS]> = SmallVec::new();
-        for (i, (request, &hash)) in requests.iter().zip(&hashes).enumerate() {
-            let admitted = match locked(&mut locks, &shard_ids, hash) {
-                Some(shard) => shard.with_window(hash, &request.key, now, commit, |window| {
-                    admit(window, now, request, true)
-                }),
-                // Unreachable: every request's shard was locked above. Refuse, never admit.
+        for (i, (request, slot)) in requests.iter().zip(&slots).enumerate() {
+            let admitted = match slot.and_then(&position).and_then(|p| guards.get_mut(p)) {
+                Some(state) => state.window.admit(
+                    now,
+                    request.key.counter,
+                    request.cost,
+                    request.max,
+                    commit || requests.len() > 1,
+                ),
+                None if slot.is_none() => SlidingWindow::new(now, request.key.counter).admit(
+                    now,
+                    request.key.counter,
+                    request.cost,
+                    request.max,
+                    false,
+                ),
+                // Unreachable: every slot found was locked. Refuse, never admit.
                 None => Err(Duration::MAX),
             };
-            recorded.push(admitted.is_ok());
+            recorded.push(admitted.is_ok() && slot.is_some() && (commit || requests.len() > 1));
             if let Err(wait) = admitted {
                 if refused.map_or(true, |(_, longest)| wait > longest) {
                     refused = Some((i, wait));
                 }
             }
         }
-
         if refused.is_some() || !commit {
             // Undo the tentative records: a refused call, or a peek, leaves no trace.
-            for ((request, &hash), _) in requests
+            for ((request, slot), _) in requests
                 .iter()
-                .zip(&hashes)
+                .zip(&slots)
                 .zip(&recorded)
                 .filter(|(_, &was_recorded)| was_recorded)
             {
-                let entry = locked(&mut locks, &shard_ids, hash)
-                    .and_then(|shard| shard.windows.find_mut(hash, |e| e.is(hash, &request.key)));
-                if let Some(entry) = entry {
-                    entry.window.unrecord(request.cost);
+                if let Some(state) = slot.and_then(&position).and_then(|p| guards.get_mut(p)) {
+                    state.window.unrecord(request.cost);
                 }
             }
         }
-        if commit {
-            locks.iter_mut().for_each(|shard| shard.note_operation(now));
-        }
-        match refused {
+        Some(match refused {
             Some((limit, retry_after)) => Admission::Refused { limit, retry_after },
             None => Admission::Admitted { at: now },
-        }
-    }
-
-    /// The common case of a call with one limit: one shard, no bookkeeping for undo.
-    fn run_one(&self, now: Timestamp, request: &LimitRequest<'_>, commit: bool) -> Admission {
-        let hash = self.hash(&request.key);
-        let Some(mut shard) = self.lock(Self::shard_index(hash)) else {
-            // Unreachable: the index is below `SHARDS`. Refuse, never admit.
-            return Admission::Refused {
-                limit: 0,
-                retry_after: Duration::MAX,
-            };
-        };
-        let admitted = shard.with_window(hash, &request.key, now, commit, |window| {
-            admit(window, now, request, commit)
-        });
-        if commit {
-            shard.note_operation(now);
-        }
-        match admitted {
-            Ok(()) => Admission::Admitted { at: now },
-            Err(retry_after) => Admission::Refused {
-                limit: 0,
-                retry_after,
-            },
-        }
+        })
     }
 }
 
-fn admit(
-    window: &mut SlidingWindow,
-    now: Timestamp,
-    request: &LimitRequest<'_>,
-    record: bool,
-) -> Result<(), Duration> {
-    window.admit(now, request.key.counter, request.cost, request.max, record)
+/// Where a request's slot was found.
+#[derive(Clone, Copy)]
+enum Found {
+    /// In the thread's cache, at this index.
+    Cached(usize),
+    /// Looked up for this call only (its cache entry was taken by another request).
+    Owned(usize),
+    /// Not in the store (peeking).
+    Empty,
+}
+
+fn lock(mutex: &Mutex<SlotState>) -> MutexGuard<'_, SlotState> {
+    for attempt in 0..SPINS + YIELDS {
+        if let Some(guard) = mutex.try_lock() {
+            return guard;
+        }
+        if attempt < SPINS {
+            // Wait on a read of the lock (a shared copy of its cache line) until it looks
+            // free, backing off exponentially, before trying to take it again.
+            let mut pause = 1u32 << attempt.min(6);
+            while mutex.is_locked() && pause > 0 {
+                std::hint::spin_loop();
+                pause -= 1;
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    mutex.lock()
 }
 
 impl CounterStore for MemoryStore {
@@ -271,76 +462,42 @@ impl CounterStore for MemoryStore {
         cost: u64,
     ) -> Result<(), StoreError> {
         let hash = self.hash(&key);
-        if let Some(mut shard) = self.lock(Self::shard_index(hash)) {
-            if let Some(entry) = shard.windows.find_mut(hash, |e| e.is(hash, &key)) {
-                entry.window.give_back(now, key.counter, recorded_at, cost);
+        // A key swept meanwhile was idle: nothing of it is left to give back.
+        if let Some(slot) = self.find(hash, &key, now, false) {
+            let mut state = lock(&slot.state);
+            if !state.dead {
+                state.window.give_back(now, key.counter, recorded_at, cost);
             }
         }
         Ok(())
     }
 }
 
-/// The locked shard holding keys with this hash; `shard_ids` are the locked shards'
-/// indexes, in the order of `locks`.
-fn locked<'g>(
-    locks: &'g mut [MutexGuard<'_, Shard>],
-    shard_ids: &[usize],
-    hash: u64,
-) -> Option<&'g mut Shard> {
-    let position = shard_ids
-        .binary_search(&MemoryStore::shard_index(hash))
-        .ok()?;
-    locks.get_mut(position).map(|guard| &mut **guard)
-}
-
 impl Shard {
-    /// Runs `f` on the window for `key`, creating it if missing when `create`; otherwise
-    /// a missing key gets a fresh window that is not kept.
-    fn with_window<R>(
-        &mut self,
-        hash: u64,
-        key: &CounterKey<'_>,
-        now: Timestamp,
-        create: bool,
-        f: impl FnOnce(&mut SlidingWindow) -> R,
-    ) -> R {
-        if let Some(entry) = self.windows.find_mut(hash, |e| e.is(hash, key)) {
-            return f(&mut entry.window);
-        }
-        if !create {
-            return f(&mut SlidingWindow::new(now, key.counter));
-        }
-        let entry = Entry {
-            window: SlidingWindow::new(now, key.counter),
-            hash,
-            counter: key.counter.clone(),
-            scope_id: key.scope_id.into(),
-            value: key.value.map(OwnedKeyValue::new),
-        };
-        f(&mut self
-            .windows
-            .insert_unique(hash, entry, |e| e.hash)
-            .into_mut()
-            .window)
-    }
-
-    fn note_operation(&mut self, now: Timestamp) {
-        self.ops_since_sweep += 1;
-        if self.ops_since_sweep >= self.sweep_interval.max(MIN_SWEEP_INTERVAL) {
+    fn note_insert(&mut self, now: Timestamp) {
+        self.inserts_since_sweep += 1;
+        if self.inserts_since_sweep >= self.sweep_interval.max(MIN_SWEEP_INTERVAL) {
             self.sweep(now);
         }
     }
 
+    /// Drops idle keys. A key in use right now is kept (its lock is busy), and one swept is
+    /// marked dead under its lock, so a call that found it through a cache looks again.
     fn sweep(&mut self, now: Timestamp) {
-        self.windows
-            .retain(|entry| !entry.window.is_idle(now, &entry.counter));
+        self.slots.retain(|slot| match slot.state.try_lock() {
+            Some(mut state) if state.window.is_idle(now, &slot.counter) => {
+                state.dead = true;
+                false
+            }
+            _ => true,
+        });
         // Give back the memory of a table that emptied (a burst of sessions expired):
         // keep room for twice what is left, so a steady load does not rehash each sweep.
-        let len = self.windows.len();
-        if self.windows.capacity() > 4 * len.max(8) {
-            self.windows.shrink_to(2 * len, |e| e.hash);
+        let len = self.slots.len();
+        if self.slots.capacity() > 4 * len.max(8) {
+            self.slots.shrink_to(2 * len, |s| s.hash);
         }
-        self.ops_since_sweep = 0;
+        self.inserts_since_sweep = 0;
         self.sweep_interval = len;
     }
 }

@@ -49,8 +49,11 @@ impl<'a> CounterKey<'a> {
 pub enum KeyValue<'a> {
     /// A string argument.
     Text(&'a str),
-    /// An integer argument.
-    Integer(i128),
+    /// An integer argument that fits an `i64`.
+    Integer(i64),
+    /// An integer argument above `i64::MAX` (up to `u64::MAX`, what JSON parsers read
+    /// exactly).
+    Unsigned(u64),
 }
 
 impl KeyValue<'_> {
@@ -58,10 +61,8 @@ impl KeyValue<'_> {
     pub fn to_json(&self) -> serde_json::Value {
         match *self {
             KeyValue::Text(text) => text.into(),
-            KeyValue::Integer(n) => i64::try_from(n)
-                .map(Into::into)
-                .or_else(|_| u64::try_from(n).map(Into::into))
-                .unwrap_or(serde_json::Value::Null),
+            KeyValue::Integer(n) => n.into(),
+            KeyValue::Unsigned(n) => n.into(),
         }
     }
 }
@@ -72,6 +73,7 @@ impl std::fmt::Display for KeyValue<'_> {
         match self {
             KeyValue::Text(text) => write!(f, "{}", serde_json::Value::from(*text)),
             KeyValue::Integer(n) => write!(f, "{n}"),
+            KeyValue::Unsigned(n) => write!(f, "{n}"),
         }
     }
 }
@@ -80,7 +82,8 @@ impl std::fmt::Display for KeyValue<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OwnedKeyValue {
     Text(compact_str::CompactString),
-    Integer(i128),
+    Integer(i64),
+    Unsigned(u64),
 }
 
 impl OwnedKeyValue {
@@ -88,6 +91,7 @@ impl OwnedKeyValue {
         match value {
             KeyValue::Text(text) => OwnedKeyValue::Text(text.into()),
             KeyValue::Integer(n) => OwnedKeyValue::Integer(n),
+            KeyValue::Unsigned(n) => OwnedKeyValue::Unsigned(n),
         }
     }
 
@@ -95,6 +99,7 @@ impl OwnedKeyValue {
         match self {
             OwnedKeyValue::Text(text) => KeyValue::Text(text),
             OwnedKeyValue::Integer(n) => KeyValue::Integer(*n),
+            OwnedKeyValue::Unsigned(n) => KeyValue::Unsigned(*n),
         }
     }
 }
@@ -271,5 +276,29 @@ impl<S: CounterStore + ?Sized> CounterStore for Arc<S> {
         cost: u64,
     ) -> Result<(), StoreError> {
         (**self).release(now, key, recorded_at, cost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyValue, OwnedKeyValue};
+
+    #[test]
+    fn owned_key_values_give_back_what_they_were_made_of() {
+        let long = "a ticket id longer than twenty-four bytes";
+        for value in [
+            KeyValue::Integer(0),
+            KeyValue::Integer(-1),
+            KeyValue::Integer(i64::MIN),
+            KeyValue::Unsigned(u64::MAX),
+            KeyValue::Text(""),
+            KeyValue::Text("7"),
+            KeyValue::Text(long),
+        ] {
+            assert_eq!(OwnedKeyValue::new(value).borrow(), value);
+        }
+        assert_ne!(KeyValue::Text("7"), KeyValue::Integer(7));
+        assert_eq!(KeyValue::Text("7").to_string(), "\"7\"");
+        assert_eq!(KeyValue::Integer(7).to_json(), serde_json::json!(7));
     }
 }

@@ -254,6 +254,7 @@ impl RedisStore {
         let _ = match key.value {
             Some(KeyValue::Text(text)) => write!(name, "t{text}"),
             Some(KeyValue::Integer(n)) => write!(name, "i{n}"),
+            Some(KeyValue::Unsigned(n)) => write!(name, "i{n}"),
             None => write!(name, "-"),
         };
         name

@@ -428,6 +428,26 @@ impl Engine {
         recorded
     }
 
+    /// `rule`, or when no `tools` key matched, the first annotation rule that matches the
+    /// tool's annotations as last listed (step 2).
+    pub(crate) fn or_annotation_rule<'p>(
+        &self,
+        policy: &'p Policy,
+        tool: &str,
+        rule: Option<&'p Rule>,
+    ) -> Option<&'p Rule> {
+        if rule.is_some() || policy.annotations.is_empty() {
+            return rule;
+        }
+        let catalog = self.tools.load();
+        let hints = catalog.get(tool).map(|t| &t.hints);
+        policy
+            .annotations
+            .iter()
+            .find(|a| a.hints.matched_by(hints))
+            .map(|a| &a.rule)
+    }
+
     /// Whether the policy refuses every call of this listed tool before looking at
     /// arguments: hidden, a drifted pin under `on_drift` `deny` or `hide`, or a `deny`
     /// action from its rule, its annotation rule (judged on the entry's own annotations)
@@ -509,20 +529,7 @@ impl Engine {
                 }
             }
         }
-        // 2 (continued). No `tools` key matched: the first annotation rule that matches the
-        // tool's listed annotations.
-        let rule = match rule {
-            None if !policy.annotations.is_empty() => {
-                let catalog = self.tools.load();
-                let hints = catalog.get(tool).map(|t| &t.hints);
-                policy
-                    .annotations
-                    .iter()
-                    .find(|a| a.hints.matched_by(hints))
-                    .map(|a| &a.rule)
-            }
-            rule => rule,
-        };
+        let rule = self.or_annotation_rule(policy, tool, rule);
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {

@@ -39,7 +39,8 @@ pub struct RuleMatch {
     /// The rule's key.
     pub key: String,
     /// `"exact"`: the key is the tool's name; `"glob"`: the matching glob with the most
-    /// literal characters.
+    /// literal characters; `"annotation"`: no key matched, and this annotation rule
+    /// (`annotations[i]`) matched the tool's annotations as last listed.
     pub kind: &'static str,
 }
 
@@ -107,7 +108,9 @@ impl Engine {
     pub fn explain(&self, call: &ToolCall<'_>) -> Explanation {
         let policy = self.policy();
         let tool = call.name();
-        let rule = policy.rule(tool);
+        let rule = self.or_annotation_rule(&policy, tool, policy.rule(tool));
+        let by_annotation =
+            rule.is_some_and(|r| policy.annotations.iter().any(|a| std::ptr::eq(&a.rule, r)));
         let sections = || {
             rule.map(|r| ("rule", r))
                 .into_iter()
@@ -166,7 +169,11 @@ impl Engine {
             hidden: policy.is_hidden(tool),
             rule: rule.map(|r| RuleMatch {
                 key: r.key.to_string(),
-                kind: if r.glob { "glob" } else { "exact" },
+                kind: match (by_annotation, r.glob) {
+                    (true, _) => "annotation",
+                    (false, true) => "glob",
+                    (false, false) => "exact",
+                },
             }),
             action: rule.map_or(policy.default, |r| r.action),
             conditions,
@@ -210,6 +217,12 @@ impl fmt::Display for Explanation {
             Some(rule) if rule.kind == "exact" => {
                 writeln!(f, "rule:      \"{}\" (exact name)", rule.key)?
             }
+            Some(rule) if rule.kind == "annotation" => writeln!(
+                f,
+                "rule:      \"{}\" (no key matches; the first annotation rule the tool's \
+                 listed annotations match)",
+                rule.key
+            )?,
             Some(rule) => writeln!(
                 f,
                 "rule:      \"{}\" (the matching glob with the most literal characters)",

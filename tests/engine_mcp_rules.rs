@@ -414,3 +414,19 @@ fn the_annotations_example_allows_reads_holds_destructive_tools_and_pins_the_res
     assert_eq!(code(&call("whmcs_get_ticket")), "pin_drift");
     assert!(call("whmcs_list_tickets").is_allowed());
 }
+
+#[test]
+fn explain_names_the_annotation_rule_it_used() {
+    let engine = engine(annotated());
+    engine.observe_tools(&listing());
+    let why = engine.explain(&ToolCall::new("whmcs_delete_client").session("s"));
+    let rule = why.rule.as_ref().unwrap();
+    assert_eq!(
+        (rule.key.as_str(), rule.kind),
+        ("annotations[1]", "annotation")
+    );
+    assert_eq!(why.decision.code(), "approval_required");
+    assert!(why.to_string().contains("first annotation rule"), "{why}");
+    let why = engine.explain(&ToolCall::new("whmcs_add_note").session("s"));
+    assert_eq!(why.limits.len(), 1, "the catch-all's rate limit is listed");
+}

@@ -13,12 +13,26 @@ use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Engine, ManualClock, MemoryStore, Policy, Scope,
     Timestamp,
 };
+use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[test]
 fn memory_store_passes_the_conformance_kit() {
-    mcp_policy::store::testing::check_store(&MemoryStore::new(), 300).unwrap();
+    mcp_policy::store::testing::check_store(&MemoryStore::new(), 64).unwrap();
+}
+
+proptest! {
+    // More random scenarios, with the failing cases of the past (in
+    // memory_store.proptest-regressions) replayed first.
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn memory_store_keeps_the_sliding_window_guarantees(
+        scenario in mcp_policy::store::testing::scenarios()
+    ) {
+        mcp_policy::store::testing::check_scenario(&MemoryStore::new(), &scenario)?;
+    }
 }
 
 /// The kit is no rubber stamp: a store that forgets to record is caught.

@@ -27,6 +27,7 @@ const TOP_FIELDS: &[&str] = &[
     "on_drift",
     "tools",
 ];
+/// An annotation rule's fields: `match`, then a rule's.
 const ANNOTATION_FIELDS: &[&str] = &[
     "match",
     "action",
@@ -37,15 +38,7 @@ const ANNOTATION_FIELDS: &[&str] = &[
     "limits",
     "rate_limit",
 ];
-const RULE_FIELDS: &[&str] = &[
-    "action",
-    "reason",
-    "require",
-    "deny_if",
-    "approve_if",
-    "limits",
-    "rate_limit",
-];
+const RULE_FIELDS: &[&str] = ANNOTATION_FIELDS.split_at(1).1;
 const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if"];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "key", "cost", "refund"];

@@ -355,9 +355,9 @@ impl Engine {
         }
     }
 
-    /// Replaces the policy. Counts survive for every counter whose name, window and scope
-    /// are unchanged. A call being evaluated meanwhile sees the old policy or the new one,
-    /// never a mix.
+    /// Replaces the policy. Counts survive for every counter whose name, window, scope and
+    /// key path are unchanged. A call being evaluated meanwhile sees the old policy or the
+    /// new one, never a mix. What [`observe_tools`](Self::observe_tools) recorded stays.
     ///
     /// Calls never wait for a reload, nor a reload for calls: the swap is one atomic
     /// pointer exchange. The replaced policy is freed here, on the reloading thread, once

@@ -59,8 +59,8 @@ pub(crate) const MAX_UNITS: u64 = 1 << 53;
 ///
 /// Limits that name the same `counter` share one `Counter`; a limit without a name gets a
 /// private one, named after its place in the policy (`tools.t.limits[0]`). Counts are
-/// kept per (counter, scope id) key; a reloaded policy keeps the counts of every counter
-/// whose name, window and scope are unchanged.
+/// kept per (counter, scope id, key value) key; a reloaded policy keeps the counts of
+/// every counter whose name, window, scope and key path are unchanged.
 #[derive(Debug, Clone)]
 pub struct Counter {
     name: Arc<str>,

@@ -152,8 +152,12 @@ impl MemoryStore {
     }
 
     fn hash(&self, key: &CounterKey<'_>) -> u64 {
-        self.hasher
-            .hash_one((key.counter.fingerprint(), key.scope_id, key.value))
+        match key.value {
+            None => self.hasher.hash_one((key.counter.fingerprint(), key.scope_id)),
+            Some(value) => self
+                .hasher
+                .hash_one((key.counter.fingerprint(), key.scope_id, value)),
+        }
     }
 
     fn shard(&self, hash: u64) -> Option<&Mutex<Shard>> {

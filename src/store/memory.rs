@@ -153,7 +153,9 @@ impl MemoryStore {
 
     fn hash(&self, key: &CounterKey<'_>) -> u64 {
         match key.value {
-            None => self.hasher.hash_one((key.counter.fingerprint(), key.scope_id)),
+            None => self
+                .hasher
+                .hash_one((key.counter.fingerprint(), key.scope_id)),
             Some(value) => self
                 .hasher
                 .hash_one((key.counter.fingerprint(), key.scope_id, value)),

@@ -439,13 +439,7 @@ impl Engine {
         if rule.is_some() || policy.annotations.is_empty() {
             return rule;
         }
-        let catalog = self.tools.load();
-        let hints = catalog.get(tool).map(|t| &t.hints);
-        policy
-            .annotations
-            .iter()
-            .find(|a| a.hints.matched_by(hints))
-            .map(|a| &a.rule)
+        policy.annotation_rule(self.tools.load().get(tool).map(|t| &t.hints))
     }
 
     /// Whether the policy refuses every call of this listed tool before looking at
@@ -464,14 +458,7 @@ impl Engine {
                 return true;
             }
         }
-        let hints = Hints::of_tool(tool);
-        let rule = rule.or_else(|| {
-            policy
-                .annotations
-                .iter()
-                .find(|a| a.hints.matched_by(Some(&hints)))
-                .map(|a| &a.rule)
-        });
+        let rule = rule.or_else(|| policy.annotation_rule(Some(&Hints::of_tool(tool))));
         rule.map_or(policy.default, |r| r.action) == Action::Deny
     }
 
@@ -818,7 +805,10 @@ fn condition_reason(condition: &Condition, section: &Rule) -> Reason {
 }
 
 /// The call's value of a limit's `key` argument, or why it cannot be used.
-fn key_value<'a>(path: &ArgPath, args: Option<&'a Value>) -> Result<KeyValue<'a>, String> {
+pub(crate) fn key_value<'a>(
+    path: &ArgPath,
+    args: Option<&'a Value>,
+) -> Result<KeyValue<'a>, String> {
     let expected = "it must be a string or an integer (such as a ticket id)";
     match path.resolve(args) {
         None => Err(format!(

@@ -3,7 +3,7 @@
 
 use crate::call::ToolCall;
 use crate::decision::Decision;
-use crate::engine::Engine;
+use crate::engine::{key_value, Engine};
 use crate::policy::{Action, Condition, Cost, Rule};
 use serde::Serialize;
 use serde_json::Value;
@@ -148,18 +148,9 @@ impl Engine {
                     key: limit
                         .key
                         .as_ref()
-                        .map(|path| match path.resolve(call.args()) {
-                            Some(value @ Value::String(_)) => format!("{} {value}", path.as_str()),
-                            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
-                                format!("{} {n}", path.as_str())
-                            }
-                            Some(other) => {
-                                format!(
-                                    "{} is {other}, not a string or integer: denies",
-                                    path.as_str()
-                                )
-                            }
-                            None => format!("{} is missing: denies", path.as_str()),
+                        .map(|path| match key_value(path, call.args()) {
+                            Ok(value) => format!("{} {value}", path.as_str()),
+                            Err(why) => format!("{} ({why}): denies", path.as_str()),
                         }),
                 }
             }));

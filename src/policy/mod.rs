@@ -156,11 +156,17 @@ impl Policy {
     /// # Ok::<(), mcp_policy::PolicyError>(())
     /// ```
     pub fn annotation_rule_for(&self, tool: &Value) -> Option<&str> {
-        let hints = Hints::of_tool(tool);
+        self.annotation_rule(Some(&Hints::of_tool(tool)))
+            .map(|rule| &*rule.key)
+    }
+
+    /// The first annotation rule matched by a tool with these listed hints (`None`: a
+    /// tool never listed).
+    pub(crate) fn annotation_rule(&self, hints: Option<&Hints>) -> Option<&Rule> {
         self.annotations
             .iter()
-            .find(|a| a.hints.matched_by(Some(&hints)))
-            .map(|a| &*a.rule.key)
+            .find(|a| a.hints.matched_by(hints))
+            .map(|a| &a.rule)
     }
 
     /// The pinned digest of `tool`'s definition (`sha256:<hex>`), if the policy pins it.

@@ -111,6 +111,13 @@ struct Cached {
     slot: Arc<Slot>,
 }
 
+impl Cached {
+    /// Whether this entry is `key` of store `store`.
+    fn is(&self, store: u64, hash: u64, key: &CounterKey<'_>) -> bool {
+        self.store == store && self.hash == hash && self.slot.is(hash, key)
+    }
+}
+
 const EMPTY: Option<Cached> = None;
 
 thread_local! {
@@ -202,13 +209,14 @@ impl MemoryStore {
     }
 
     fn run(&self, now: Timestamp, requests: &[LimitRequest<'_>], commit: bool) -> Admission {
-        if let [request] = requests {
-            if let Some(answer) = self.run_one_cached(now, request, commit) {
+        let first = requests.first().map(|r| self.hash(&r.key));
+        if let ([request], Some(hash)) = (requests, first) {
+            if let Some(answer) = self.run_one_cached(now, request, hash, commit) {
                 return answer;
             }
         }
-        let hashes: SmallVec<[u64; INLINE_LIMITS]> =
-            requests.iter().map(|r| self.hash(&r.key)).collect();
+        let rest = requests.iter().skip(1).map(|r| self.hash(&r.key));
+        let hashes: SmallVec<[u64; INLINE_LIMITS]> = first.into_iter().chain(rest).collect();
         for _ in 0..RETRIES {
             let answer = CACHE
                 .try_with(|cell| match cell.try_borrow_mut() {
@@ -254,18 +262,15 @@ impl MemoryStore {
         &self,
         now: Timestamp,
         request: &LimitRequest<'_>,
+        hash: u64,
         commit: bool,
     ) -> Option<Admission> {
-        let hash = self.hash(&request.key);
         CACHE
             .try_with(|cell| {
                 let mut cache = cell.try_borrow_mut().ok()?;
                 let entry = cache.get_mut(hash as usize % CACHED_KEYS)?;
                 let cached = entry.as_ref()?;
-                if cached.store != self.id
-                    || cached.hash != hash
-                    || !cached.slot.is(hash, &request.key)
-                {
+                if !cached.is(self.id, hash, &request.key) {
                     return None;
                 }
                 let mut state = lock(&cached.slot.state);
@@ -309,9 +314,7 @@ impl MemoryStore {
                 .as_deref()
                 .and_then(|c| c.get(index))
                 .and_then(Option::as_ref);
-            if cached.is_some_and(|c| {
-                c.store == self.id && c.hash == hash && c.slot.is(hash, &request.key)
-            }) {
+            if cached.is_some_and(|c| c.is(self.id, hash, &request.key)) {
                 found.push(Found::Cached(index));
                 continue;
             }

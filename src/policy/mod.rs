@@ -125,9 +125,10 @@ impl Policy {
         self.matcher.resolve(tool) == Target::Hidden
     }
 
-    /// Whether every call of `tool` is denied before its arguments are looked at: it is
-    /// hidden, its rule's action is `deny`, or no rule matches and the default is `deny`.
-    /// Such tools are left out of `tools/list`.
+    /// Whether every call of `tool` is denied before its arguments are looked at, judged on
+    /// the name alone: it is hidden, its rule's action is `deny`, or no rule matches and
+    /// the default is `deny`. Annotation rules and pins need the tool's `tools/list` entry;
+    /// [`mcp::filter_tools_list`](crate::mcp::filter_tools_list) judges those too.
     pub fn denies_outright(&self, tool: &str) -> bool {
         self.is_hidden(tool) || self.rule(tool).map_or(self.default, |r| r.action) == Action::Deny
     }

@@ -176,7 +176,7 @@ impl StoreError {
 /// # Contract
 ///
 /// Implementations must hold to every point below; callers may rely on them.
-/// [`testing::check_store`] (feature `test-util`) checks a store against a reference
+/// `store::testing::check_store` (feature `test-util`) checks a store against a reference
 /// model of them.
 ///
 /// - **Guarantees of the window.** Per key: no interval of the counter's window `W` holds

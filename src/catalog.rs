@@ -2,6 +2,7 @@
 //! annotation rules) and the digests of their definitions (for pins).
 
 use crate::mcp::tool_digest;
+use crate::mcp::tools_list::listing_result;
 use crate::policy::Hints;
 use hashbrown::HashMap;
 use serde_json::Value;
@@ -36,8 +37,10 @@ impl Catalog {
     /// object or the whole JSON-RPC response); entries without a string `name` are
     /// skipped. Returns the new catalog and how many entries it recorded.
     pub(crate) fn with_listing(&self, result: &Value) -> (Catalog, usize) {
-        let result = result.get("result").unwrap_or(result);
-        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+        let Some(tools) = listing_result(result)
+            .and_then(|r| r.get("tools"))
+            .and_then(Value::as_array)
+        else {
             return (self.clone(), 0);
         };
         let mut next = self.clone();

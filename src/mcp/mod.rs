@@ -38,20 +38,20 @@ mod message;
 mod relay;
 mod response;
 mod revision;
-mod tools_list;
+pub(crate) mod tools_list;
 
 pub use approval::{
     approval_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey,
     ApprovalKeyError, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
 };
 pub use call::{tool_call, McpError};
-pub use digest::{arguments_sha256, canonical_sha256, tool_digest};
+pub use digest::{arguments_sha256, canonical_json, canonical_sha256, tool_digest};
 pub use lines::{Line, LineReader};
 pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
 pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};
 pub use response::{error_response, refusal};
 pub use revision::{Revision, PROTOCOL_VERSION_META};
-pub use tools_list::filter_tools_list;
+pub use tools_list::{filter_tools_list, ListingError};
 
 /// An engine on a manual clock for `policy`, for the module's tests.
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, DenyCode};
 use crate::engine::Engine;
 use crate::json::fold_case;
-use crate::policy::{Outcome, Policy};
+use crate::policy::Outcome;
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -95,12 +95,7 @@ pub struct Relay {
     /// The SHA-256 of the policy file, for audit records.
     policy_sha256: Mutex<Option<String>>,
     state: Mutex<State>,
-    /// The policy's argument names by folded case, rebuilt when the policy changes.
-    argument_names: Mutex<Option<(Arc<Policy>, Arc<ArgumentNames>)>>,
 }
-
-/// Folded argument name → the spellings the policy uses.
-type ArgumentNames = HashMap<String, Vec<String>>;
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -336,7 +331,6 @@ impl Relay {
                     next_id: 1,
                     ..State::default()
                 }),
-                argument_names: Mutex::new(None),
             },
         }
     }
@@ -683,7 +677,9 @@ impl Relay {
                 return None;
             }
         };
-        if let Some((found, exact)) = call.args().and_then(|a| self.case_variant_argument(a)) {
+        let policy = self.engine.policy();
+        if let Some(variant) = call.args().and_then(|a| policy.case_variant_argument(a)) {
+            let exact = variant.expected;
             client_error(
                 out,
                 id,
@@ -691,7 +687,7 @@ impl Relay {
                 &format!(
                     "argument {} is spelled \"{exact}\" in the policy; argument names are \
                      case-sensitive, and a server that ignores case would read it as \"{exact}\"",
-                    json!(found)
+                    json!(variant.found)
                 ),
             );
             return None;
@@ -1264,11 +1260,15 @@ impl Relay {
                 self.settle(&pending, outcome, out);
             }
             (Kind::ToolsList, Some(result)) => {
-                let removed = filter_tools_list(&self.engine, result, pending.revision);
-                if removed > 0 {
-                    out.notes.push(format!(
+                match filter_tools_list(&self.engine, result, pending.revision) {
+                    Ok(0) => {}
+                    Ok(removed) => out.notes.push(format!(
                         "tools/list: removed {removed} tool(s) the policy refuses"
-                    ));
+                    )),
+                    Err(e) => {
+                        out.notes.push(e.to_string());
+                        return client_error(out, &pending.client_id, GATEWAY_ERROR, &e.to_string());
+                    }
                 }
             }
             (Kind::Initialize, Some(result)) => {
@@ -1340,52 +1340,6 @@ impl Relay {
                 outcome.as_str()
             )),
         }
-    }
-
-    /// An argument name, anywhere in `args`, that the policy reads under another case
-    /// only, with the policy's spelling.
-    fn case_variant_argument(&self, args: &Value) -> Option<(String, String)> {
-        let policy = self.engine.policy();
-        let names = {
-            let mut cached = self.argument_names.lock();
-            match &*cached {
-                Some((seen, names)) if Arc::ptr_eq(seen, &policy) => Arc::clone(names),
-                _ => {
-                    let mut names = ArgumentNames::new();
-                    for name in policy.argument_names() {
-                        let spellings = names.entry(fold_case(name)).or_default();
-                        if !spellings.iter().any(|s| s == name) {
-                            spellings.push(name.to_owned());
-                        }
-                    }
-                    let names = Arc::new(names);
-                    *cached = Some((Arc::clone(&policy), Arc::clone(&names)));
-                    names
-                }
-            }
-        };
-        if names.is_empty() {
-            return None;
-        }
-        let mut stack = vec![args];
-        while let Some(value) = stack.pop() {
-            match value {
-                Value::Object(map) => {
-                    for (key, inner) in map {
-                        if let Some(spellings) = names.get(&fold_case(key)) {
-                            if !spellings.contains(key) {
-                                let exact = spellings.first().cloned().unwrap_or_default();
-                                return Some((key.clone(), exact));
-                            }
-                        }
-                        stack.push(inner);
-                    }
-                }
-                Value::Array(items) => stack.extend(items),
-                _ => {}
-            }
-        }
-        None
     }
 
     fn revision_of(&self, request: &Value) -> Revision {

@@ -2,6 +2,9 @@
 
 mod annotations;
 mod arg_path;
+mod case_guard;
+pub use case_guard::CaseVariant;
+pub(crate) use case_guard::CaseGuard;
 pub use annotations::OnDrift;
 pub(crate) use annotations::{AnnotationRule, Hints};
 pub(crate) use arg_path::ArgPath;
@@ -77,6 +80,8 @@ pub struct Policy {
     pub(crate) on_drift: OnDrift,
     /// Tool name → hidden, or the index of its rule.
     pub(crate) matcher: Matcher,
+    /// The argument names the policy reads, by folded case.
+    pub(crate) case_guard: Arc<CaseGuard>,
 }
 
 impl Policy {
@@ -180,27 +185,52 @@ impl Policy {
         self.rules.iter().map(|rule| &*rule.key)
     }
 
-    /// Every argument name a condition, `cost` or `key` of the policy reads: for
+    /// Every argument name any path of the policy reads — conditions, limit `cost` and
+    /// `key` paths, of `all_tools`, `tools` rules and annotation rules: for
     /// `args.items.0.id`, `items`, `0` and `id`. A gateway uses them to refuse arguments
     /// that spell one of them in another case (`Priority` for `priority`), which a server
-    /// that matches names ignoring case would read while the policy would not.
+    /// that matches names ignoring case would read while the policy would not
+    /// ([`case_variant_argument`](Self::case_variant_argument)).
     ///
     /// ```
     /// use mcp_policy::Policy;
     ///
     /// let policy: Policy = r#"{"version": "1", "tools": {"t": {
-    ///     "deny_if": [{"path": "args.ticket.priority", "op": "eq", "value": "Emergency"}]}}}"#
+    ///     "deny_if": [{"path": "args.ticket.priority", "op": "eq", "value": "Emergency"}]}},
+    ///     "annotations": [{"match": {}, "limits": [{"window": "hour", "max": 3, "key": "args.ticket_id"}]}]}"#
     ///     .parse()?;
     /// let mut names: Vec<&str> = policy.argument_names().collect();
     /// names.sort();
-    /// assert_eq!(names, ["priority", "ticket"]);
+    /// assert_eq!(names, ["priority", "ticket", "ticket_id"]);
     /// # Ok::<(), mcp_policy::PolicyError>(())
     /// ```
     pub fn argument_names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(&self.all_tools)
             .chain(&self.rules)
+            .chain(self.annotations.iter().map(|a| &a.rule))
             .flat_map(Rule::arg_paths)
             .flat_map(arg_path::ArgPath::keys)
+    }
+
+    /// An argument name, at any depth of `args`, that differs only in case from a name
+    /// the policy reads ([`argument_names`](Self::argument_names)) without being that
+    /// name. Gateways refuse such calls: a server that matches names ignoring case would
+    /// act on a value the policy never evaluated. The names are gathered once, when the
+    /// policy is loaded.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    /// use serde_json::json;
+    ///
+    /// let policy: Policy = r#"{"version": "1", "annotations": [{"match": {},
+    ///     "deny_if": [{"path": "args.priority", "op": "eq", "value": "Emergency"}]}]}"#.parse()?;
+    /// let variant = policy.case_variant_argument(&json!({"Priority": "Emergency"})).unwrap();
+    /// assert_eq!((variant.found.as_str(), variant.expected.as_str()), ("Priority", "priority"));
+    /// assert!(policy.case_variant_argument(&json!({"priority": "Low", "Other": 1})).is_none());
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn case_variant_argument(&self, args: &Value) -> Option<CaseVariant> {
+        self.case_guard.find(args)
     }
 
     /// The rule governing `tool`, hidden or not.

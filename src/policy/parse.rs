@@ -8,7 +8,7 @@ use super::limit::{
     window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
 };
 use super::rule::{Action, Rule};
-use super::Policy;
+use super::{CaseGuard, Policy};
 use crate::json::parse_strict;
 use crate::matcher::Matcher;
 use serde_json::{Map, Value};
@@ -330,7 +330,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
     }
 
     let matcher = Matcher::new(&hide, rules.iter().map(|r| &*r.key));
-    problems.into_result(Policy {
+    let mut policy = Policy {
         id: Policy::next_id(),
         description,
         default,
@@ -341,7 +341,10 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         pins,
         on_drift,
         matcher,
-    })
+        case_guard: Arc::default(),
+    };
+    policy.case_guard = Arc::new(CaseGuard::new(policy.argument_names()));
+    problems.into_result(policy)
 }
 
 fn empty_rule(key: &str) -> Rule {

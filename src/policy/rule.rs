@@ -78,7 +78,8 @@ impl Rule {
         self.limits.iter().chain(self.rate_limit.as_ref())
     }
 
-    /// Every argument path the rule reads: its conditions', then its limits' costs.
+    /// Every argument path the rule reads: its conditions', then its limits' costs and
+    /// keys.
     pub(crate) fn arg_paths(&self) -> impl Iterator<Item = &ArgPath> {
         let conditions = self
             .require
@@ -91,5 +92,6 @@ impl Rule {
                 Cost::Argument(path) => Some(path),
                 Cost::Fixed(_) => None,
             }))
+            .chain(self.all_limits().filter_map(|limit| limit.key.as_ref()))
     }
 }

@@ -564,10 +564,11 @@ impl fmt::Display for LimitInfo {
             (scope, Some(id)) => write!(f, " per {scope} \"{id}\"")?,
             (scope, None) => write!(f, " per {scope}")?,
         }
-        match (self.counter.key_path(), self.key()) {
-            (Some(path), Some(value)) => write!(f, " and {path} {value}"),
-            (Some(path), None) => write!(f, " and {path}"),
-            _ => Ok(()),
+        // The key's value is an argument value: it is in `limit.key` of audit records,
+        // never in text (reasons reach logs and agents).
+        match self.counter.key_path() {
+            Some(path) => write!(f, " and value of {path}"),
+            None => Ok(()),
         }
     }
 }

@@ -57,15 +57,73 @@ fn key_counts_each_ticket_separately() {
         unreachable!()
     };
     assert_eq!(limit.key().map(|k| k.to_json()), Some(json!(7)));
-    assert!(limit.to_string().contains("args.ticket_id 7"), "{limit}");
+    // The value is in `limit.key`; text names the path only (it reaches logs).
+    assert!(
+        limit.to_string().contains("value of args.ticket_id"),
+        "{limit}"
+    );
+    assert!(!third.to_string().contains('7'), "{third}");
     assert!(
         update(&engine, &json!({"ticket_id": 8})).is_allowed(),
         "another ticket"
     );
-    // A string and an integer are different values.
+    // An integer and its decimal string are one value: no second count through "7".
+    assert_eq!(
+        code(&update(&engine, &json!({"ticket_id": "7"}))),
+        "rate_limited"
+    );
+    // Other strings are compared exactly.
+    assert!(update(&engine, &json!({"ticket_id": "T-7"})).is_allowed());
+    assert!(update(&engine, &json!({"ticket_id": "t-7"})).is_allowed());
+}
+
+#[test]
+fn no_spelling_of_a_number_gets_a_count_of_its_own() {
+    let engine = engine(per_ticket());
+    assert!(update(&engine, &json!({"ticket_id": 7})).is_allowed());
     assert!(update(&engine, &json!({"ticket_id": "7"})).is_allowed());
-    assert!(update(&engine, &json!({"ticket_id": "7"})).is_allowed());
-    assert!(!update(&engine, &json!({"ticket_id": "7"})).is_allowed());
+    // Every other spelling a lenient server reads as 7 is refused, before any count.
+    for spelling in [
+        "07", " 7", "7 ", "+7", "7\n", "0_7", "7.0", "7e0", "-0", "0x7", "\u{ff17}", "\t7", "00",
+        "+0", "1_000",
+    ] {
+        let decision = update(&engine, &json!({"ticket_id": spelling}));
+        assert_eq!(code(&decision), "invalid_key", "{spelling:?}");
+        assert!(
+            !decision.to_string().contains(spelling),
+            "the reason quotes the value: {decision}"
+        );
+    }
+    assert_eq!(
+        code(&update(&engine, &json!({"ticket_id": 7}))),
+        "rate_limited"
+    );
+    // Big integers are exact, and their decimal strings are them too.
+    let big = json!(18446744073709551615_u64);
+    assert!(update(&engine, &json!({"ticket_id": big})).is_allowed());
+    assert!(update(&engine, &json!({"ticket_id": "18446744073709551615"})).is_allowed());
+    assert_eq!(
+        code(&update(
+            &engine,
+            &json!({"ticket_id": "18446744073709551615"})
+        )),
+        "rate_limited"
+    );
+    assert!(update(&engine, &json!({"ticket_id": 18446744073709551614_u64})).is_allowed());
+}
+
+#[test]
+fn key_values_are_bounded_and_never_quoted() {
+    let engine = engine(per_ticket());
+    let at_limit = "k".repeat(256);
+    assert!(update(&engine, &json!({"ticket_id": at_limit})).is_allowed());
+    let secret = format!("PASSWORD=hunter2{}", "x".repeat(300));
+    let decision = update(&engine, &json!({"ticket_id": secret}));
+    assert_eq!(code(&decision), "invalid_key");
+    let text = decision.to_string();
+    assert!(text.contains("256") && !text.contains("hunter2"), "{text}");
+    let json = serde_json::to_string(&decision).unwrap();
+    assert!(!json.contains("hunter2"), "{json}");
 }
 
 #[test]
@@ -78,6 +136,7 @@ fn an_unusable_key_argument_denies_the_call() {
         json!({"ticket_id": true}),
         json!({"ticket_id": [7]}),
         json!({"ticket_id": {"id": 7}}),
+        json!({"ticket_id": {"card": "4111111111111111"}}),
     ] {
         let decision = update(&engine, &args);
         assert_eq!(code(&decision), "invalid_key", "{args}");
@@ -85,6 +144,7 @@ fn an_unusable_key_argument_denies_the_call() {
             decision.to_string().contains("args.ticket_id"),
             "{decision}"
         );
+        assert!(!decision.to_string().contains("4111"), "{decision}");
     }
     let no_args = engine.evaluate(&ToolCall::new("whmcs_update_ticket").grant("g1"));
     assert_eq!(code(&no_args), "invalid_key");

@@ -236,3 +236,40 @@ fn keys_swept_while_threads_remember_them_are_counted_afresh_on_one_key() {
     drop(to_thread);
     thread.join().unwrap();
 }
+
+/// A refused call leaves no key behind: an attacker whose calls are refused (another
+/// limit of the call is exhausted) cannot grow the store with ever new key values.
+#[test]
+fn refused_calls_keep_no_keys() {
+    let policy: Policy = r#"{"version": "1", "tools": {"t": {"limits": [
+        {"window": "hour", "max": 1, "scope": "grant"},
+        {"window": "hour", "max": 3, "scope": "grant", "key": "args.ticket_id"}]}}}"#
+        .parse()
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::builder(policy)
+        .clock(ManualClock::new())
+        .store(Arc::clone(&store))
+        .build();
+    let call = |ticket: u64| {
+        let args = serde_json::json!({"ticket_id": ticket});
+        engine
+            .evaluate(&mcp_policy::ToolCall::new("t").grant("g").arguments(&args))
+            .is_allowed()
+    };
+    assert!(call(0));
+    let held = store.len();
+    assert_eq!(held, 2);
+    for ticket in 1..2_000 {
+        assert!(!call(ticket));
+    }
+    assert_eq!(store.len(), held, "refused calls created keys");
+    // Peeks never create keys either.
+    let args = serde_json::json!({"ticket_id": 99_999});
+    let _ = engine.peek(
+        &mcp_policy::ToolCall::new("t")
+            .grant("other")
+            .arguments(&args),
+    );
+    assert_eq!(store.len(), held);
+}

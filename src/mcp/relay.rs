@@ -1267,7 +1267,12 @@ impl Relay {
                     )),
                     Err(e) => {
                         out.notes.push(e.to_string());
-                        return client_error(out, &pending.client_id, GATEWAY_ERROR, &e.to_string());
+                        return client_error(
+                            out,
+                            &pending.client_id,
+                            GATEWAY_ERROR,
+                            &e.to_string(),
+                        );
                     }
                 }
             }

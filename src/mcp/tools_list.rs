@@ -232,9 +232,7 @@ mod tests {
 
     #[test]
     fn only_the_results_own_tools_are_listed_and_guesses_are_refused() {
-        let (engine, _) = engine(
-            r#"{"version":"1","default":"allow","hide":["whmcs_delete_*"]}"#,
-        );
+        let (engine, _) = engine(r#"{"version":"1","default":"allow","hide":["whmcs_delete_*"]}"#);
         // Only the result's own tools: a whole response's result is its `result` member.
         let mut whole = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "whmcs_delete_client"}]}});
         assert_eq!(

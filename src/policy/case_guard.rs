@@ -74,8 +74,20 @@ mod tests {
     #[test]
     fn only_case_variants_of_read_names_are_found_at_any_depth() {
         let guard = CaseGuard::new(["priority", "ticket_id"]);
-        assert_eq!(guard.find(&json!({"priority": 1, "other": {"PRIORITY": 2}})).unwrap().found, "PRIORITY");
-        assert_eq!(guard.find(&json!([{"x": [{"Ticket_Id": 1}]}])).unwrap().expected, "ticket_id");
+        assert_eq!(
+            guard
+                .find(&json!({"priority": 1, "other": {"PRIORITY": 2}}))
+                .unwrap()
+                .found,
+            "PRIORITY"
+        );
+        assert_eq!(
+            guard
+                .find(&json!([{"x": [{"Ticket_Id": 1}]}]))
+                .unwrap()
+                .expected,
+            "ticket_id"
+        );
         assert_eq!(guard.find(&json!({"priority": 1, "Status": 2})), None);
     }
 }

@@ -3,11 +3,11 @@
 mod annotations;
 mod arg_path;
 mod case_guard;
-pub use case_guard::CaseVariant;
-pub(crate) use case_guard::CaseGuard;
 pub use annotations::OnDrift;
 pub(crate) use annotations::{AnnotationRule, Hints};
 pub(crate) use arg_path::ArgPath;
+pub(crate) use case_guard::CaseGuard;
+pub use case_guard::CaseVariant;
 mod condition;
 mod error;
 mod limit;

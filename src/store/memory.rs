@@ -217,12 +217,17 @@ impl MemoryStore {
         }
         let rest = requests.iter().skip(1).map(|r| self.hash(&r.key));
         let hashes: SmallVec<[u64; INLINE_LIMITS]> = first.into_iter().chain(rest).collect();
+        // A call creates keys only once it knows it is admitted: a refused call (or a
+        // peek) leaves nothing behind, so refused calls with ever new key values cost no
+        // memory.
+        let mut create = false;
         for _ in 0..RETRIES {
             let answer = CACHE
                 .try_with(|cell| match cell.try_borrow_mut() {
                     Ok(mut cache) => {
-                        let answer = self.attempt(now, requests, &hashes, commit, Some(&mut cache));
-                        if answer.is_none() {
+                        let answer =
+                            self.attempt(now, requests, &hashes, commit, create, Some(&mut cache));
+                        if answer == Attempt::Swept {
                             // A key was swept: forget the cached ones, look them up again.
                             for &hash in &hashes {
                                 if let Some(entry) = cache.get_mut(hash as usize % CACHED_KEYS) {
@@ -239,12 +244,14 @@ impl MemoryStore {
                     }
                     // Re-entered from a store call (cannot happen with this store): go
                     // around the cache.
-                    Err(_) => self.attempt(now, requests, &hashes, commit, None),
+                    Err(_) => self.attempt(now, requests, &hashes, commit, create, None),
                 })
                 // The thread is being torn down: no cache.
-                .unwrap_or_else(|_| self.attempt(now, requests, &hashes, commit, None));
-            if let Some(answer) = answer {
-                return answer;
+                .unwrap_or_else(|_| self.attempt(now, requests, &hashes, commit, create, None));
+            match answer {
+                Attempt::Done(answer) => return answer,
+                Attempt::Create => create = true,
+                Attempt::Swept => {}
             }
         }
         // Keys swept under us every time: cannot happen in practice (a key is swept only
@@ -295,16 +302,18 @@ impl MemoryStore {
             .flatten()
     }
 
-    /// One try at `run`; `None` when a key was swept meanwhile and the call must look its
-    /// keys up again.
+    /// One try at `run`. Keys missing from the store are created only when `create`;
+    /// without it, a call that would be admitted but lacks a key answers
+    /// [`Attempt::Create`] having recorded nothing.
     fn attempt(
         &self,
         now: Timestamp,
         requests: &[LimitRequest<'_>],
         hashes: &[u64],
         commit: bool,
+        create: bool,
         mut cache: Option<&mut [Option<Cached>; CACHED_KEYS]>,
-    ) -> Option<Admission> {
+    ) -> Attempt {
         // Find every request's slot: in the cache, else in the table (then cached).
         let mut found: SmallVec<[Found; INLINE_LIMITS]> = SmallVec::new();
         let mut owned: SmallVec<[Arc<Slot>; 2]> = SmallVec::new();
@@ -318,8 +327,8 @@ impl MemoryStore {
                 found.push(Found::Cached(index));
                 continue;
             }
-            let Some(slot) = self.find(hash, &request.key, now, commit) else {
-                // A peek on a key that does not exist: it has all its room.
+            let Some(slot) = self.find(hash, &request.key, now, commit && create) else {
+                // A key that does not exist yet has all its room.
                 found.push(Found::Empty);
                 continue;
             };
@@ -365,7 +374,7 @@ impl MemoryStore {
                 // Swept after we found it: forget it and look again.
                 drop(guards);
                 drop(guard);
-                return None;
+                return Attempt::Swept;
             }
             guards.push(guard);
         }
@@ -399,8 +408,10 @@ impl MemoryStore {
                 }
             }
         }
-        if refused.is_some() || !commit {
-            // Undo the tentative records: a refused call, or a peek, leaves no trace.
+        let missing = commit && slots.iter().any(Option::is_none);
+        if refused.is_some() || !commit || missing {
+            // Undo the tentative records: a refused call, a peek, or a call that must
+            // first create its keys leaves no trace.
             for ((request, slot), _) in requests
                 .iter()
                 .zip(&slots)
@@ -412,11 +423,22 @@ impl MemoryStore {
                 }
             }
         }
-        Some(match refused {
+        Attempt::Done(match refused {
             Some((limit, retry_after)) => Admission::Refused { limit, retry_after },
+            None if missing => return Attempt::Create,
             None => Admission::Admitted { at: now },
         })
     }
+}
+
+/// How one try at a call ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Done(Admission),
+    /// A key was swept meanwhile: look the keys up again.
+    Swept,
+    /// Admitted, but a key does not exist yet: try again creating it.
+    Create,
 }
 
 /// Where a request's slot was found.

@@ -27,6 +27,10 @@ pub const APPROVAL_INPUT: &str = "approval";
 
 /// The most characters of the arguments an approval message shows.
 const MAX_MESSAGE_ARGS: usize = 1000;
+/// The least of a value shown, however many arguments share the message.
+const MIN_VALUE_CHARS: usize = 40;
+/// The most of an argument's name shown.
+const MAX_NAME_CHARS: usize = 200;
 
 /// A secret key for sealing approval state: at least 32 bytes. Gateway replicas that
 /// share approvals must share the key.
@@ -281,32 +285,39 @@ impl SealedApproval {
 }
 
 /// The `elicitation/create` params that ask a person to approve a call: a form with one
-/// boolean `approve`, and a message naming the tool, the reason and the arguments (cut to
-/// 1 000 characters).
+/// boolean `approve`, and a message naming the tool, the reason and the arguments.
+///
+/// Every top-level argument is shown by name, one line each, whatever the others hold:
+/// each value (compact JSON) is cut on its own, to a share of about 1 000 characters, so
+/// a padded argument cannot push `bcc` out of view. Control characters, bidirectional
+/// overrides and invisible characters are shown escaped (`\u{202e}`), in names and
+/// values, so what the person reads is what the server gets.
 ///
 /// ```
 /// use mcp_policy::mcp::approval_request;
 /// use serde_json::json;
 ///
 /// let params = approval_request("whmcs_send_email", "emails are reviewed",
-///     Some(&json!({"client_id": 7})));
+///     Some(&json!({"body": "x".repeat(5000), "to": "a@b.test", "bcc": "all@evil.test"})));
 /// assert_eq!(params["mode"], "form");
 /// assert_eq!(params["requestedSchema"]["required"], json!(["approve"]));
 /// let message = params["message"].as_str().unwrap();
 /// assert!(message.contains("whmcs_send_email") && message.contains("emails are reviewed"));
-/// assert!(message.contains(r#"{"client_id":7}"#));
+/// assert!(message.contains(r#""bcc": "all@evil.test""#) && message.contains(r#""to": "a@b.test""#));
+/// assert!(message.len() < 2000);
+///
+/// let hidden = approval_request("t", "r", Some(&json!({"name": "invoice\u{202e}fdp.exe"})));
+/// assert!(hidden["message"].as_str().unwrap().contains(r"invoice\u{202e}fdp.exe"));
 /// ```
 pub fn approval_request(tool: &str, reason: &str, arguments: Option<&Value>) -> Value {
-    let mut args = arguments.map_or_else(|| "{}".to_owned(), Value::to_string);
-    if let Some((cut, _)) = args.char_indices().nth(MAX_MESSAGE_ARGS) {
-        args.truncate(cut);
-        args.push_str("… (cut)");
-    }
     json!({
         "mode": "form",
         "message": format!(
-            "An AI agent wants to call the tool \"{tool}\", which needs a person's approval: \
-             {reason}.\nArguments: {args}\nApprove this call?"
+            "An AI agent wants to call the tool {}, which needs a person's approval: \
+             {}.\nArguments:\n{}Approve this call?",
+            shown(&Value::from(tool).to_string()),
+            shown(reason),
+            shown_arguments(arguments)
         ),
         "requestedSchema": {
             "type": "object",
@@ -315,6 +326,64 @@ pub fn approval_request(tool: &str, reason: &str, arguments: Option<&Value>) -> 
             "required": ["approve"],
         },
     })
+}
+
+/// One line per argument, `  "name": value`, each value cut to its share.
+fn shown_arguments(arguments: Option<&Value>) -> String {
+    let Some(Value::Object(map)) = arguments else {
+        return "  (none)\n".to_owned();
+    };
+    if map.is_empty() {
+        return "  (none)\n".to_owned();
+    }
+    let share = (MAX_MESSAGE_ARGS / map.len()).max(MIN_VALUE_CHARS);
+    let mut lines = String::new();
+    for (name, value) in map {
+        lines.push_str("  ");
+        lines.push_str(&cut(
+            &shown(&Value::from(name.as_str()).to_string()),
+            MAX_NAME_CHARS,
+        ));
+        lines.push_str(": ");
+        lines.push_str(&cut(&shown(&value.to_string()), share));
+        lines.push('\n');
+    }
+    lines
+}
+
+/// `text` cut to `max` characters, saying how much was left out.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => format!(
+            "{}… ({} more characters not shown)",
+            text.get(..end).unwrap_or_default(),
+            text.chars().count() - max
+        ),
+    }
+}
+
+/// `text` with the characters a person cannot see, or that reorder what they see,
+/// written as `\u{…}` escapes.
+fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_deceptive(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Control characters, bidirectional marks, overrides and isolates, invisible
+/// separators and joiners, line and paragraph separators.
+fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}' | '\u{180e}')
 }
 
 /// What a person answered to an approval request.

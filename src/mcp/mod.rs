@@ -33,6 +33,8 @@ pub const PARSE_ERROR: i64 = -32700;
 mod approval;
 mod call;
 mod digest;
+mod held;
+mod ledger;
 mod lines;
 mod message;
 mod relay;
@@ -46,6 +48,7 @@ pub use approval::{
 };
 pub use call::{tool_call, McpError};
 pub use digest::{arguments_sha256, canonical_json, canonical_sha256, tool_digest};
+pub use ledger::ApprovalLedger;
 pub use lines::{Line, LineReader};
 pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
 pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};

@@ -1,10 +1,11 @@
 //! [`Relay`]: the transport-neutral core of a gateway, which relays only what it evaluated.
 
+use super::held::{HeldBudget, HeldTicket, DEFAULT_MAX_HELD, DEFAULT_MAX_HELD_BYTES};
 use super::{
     approval_request, arguments_sha256, error_response, filter_tools_list, parse_message, refusal,
-    tool_call, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, MessageError, Revision,
-    SealedApproval, APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS, INVALID_REQUEST,
-    STATE_PREFIX,
+    tool_call, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, ApprovalLedger,
+    MessageError, Revision, SealedApproval, APPROVAL_INPUT, DEFAULT_MAX_MESSAGE, INVALID_PARAMS,
+    INVALID_REQUEST, STATE_PREFIX,
 };
 use crate::audit::{AuditRecord, OutcomeRecord};
 use crate::call::ToolCall;
@@ -244,6 +245,8 @@ struct Asking {
     client_id: Value,
     revision: Revision,
     deadline: Timestamp,
+    /// Its share of the held calls' budget, given back when it is dropped.
+    _ticket: HeldTicket,
 }
 
 /// How a [`Relay`] asks a person to approve calls the policy holds for approval: through
@@ -253,6 +256,10 @@ pub struct Approvals {
     key: ApprovalKey,
     ttl: Duration,
     timeout: Duration,
+    /// Where used approvals are recorded when the engine's store is not shared.
+    ledger: Option<Arc<ApprovalLedger>>,
+    /// Calls held for an answer, across every relay given a clone of these approvals.
+    held: Arc<HeldBudget>,
 }
 
 impl Approvals {
@@ -263,7 +270,27 @@ impl Approvals {
             key,
             ttl: Duration::from_secs(600),
             timeout: Duration::from_secs(300),
+            ledger: None,
+            held: Arc::new(HeldBudget::new(DEFAULT_MAX_HELD, DEFAULT_MAX_HELD_BYTES)),
         }
+    }
+
+    /// Records used approvals in `ledger` (a file read back at start) instead of the
+    /// engine's counter store. Without a shared store (Redis), this is what keeps an
+    /// approval single-use across restarts; a gateway whose counts are in memory and
+    /// whose key is kept in a file should have one.
+    pub fn ledger(mut self, ledger: ApprovalLedger) -> Approvals {
+        self.ledger = Some(Arc::new(ledger));
+        self
+    }
+
+    /// Bounds the calls held for a person's answer (revisions before 2026-07-28), across
+    /// every relay sharing these approvals: at most `calls` at once (default 256), whose
+    /// arguments take at most `bytes` (default 16 MiB). A call over either bound is
+    /// refused `approval_required`, saying why.
+    pub fn max_held(mut self, calls: usize, bytes: usize) -> Approvals {
+        self.held = Arc::new(HeldBudget::new(calls, bytes));
+        self
     }
 
     /// How long a sealed approval stays usable (default 600 s).
@@ -653,8 +680,9 @@ impl Relay {
                 return None;
             }
             if !revision.requires_result_type() && self.state.lock().client_elicits {
-                self.record(id, &call, &decision, out);
-                self.ask_by_request(approvals, &call, reason, request, id, revision, out);
+                self.ask_by_request(
+                    approvals, &call, &decision, reason, request, id, revision, out,
+                );
                 return None;
             }
         }
@@ -712,17 +740,32 @@ impl Relay {
         revision: Revision,
         out: &mut Output,
     ) {
+        let cannot_ask =
+            self.approvals.is_some() && matches!(decision, Decision::RequireApproval { .. });
+        let note = cannot_ask.then_some(
+            "This client cannot show approval requests (it declared no elicitation \
+             capability), so the call cannot be approved from here.",
+        );
+        self.refuse_with_note(id, call, decision, revision, note, out);
+    }
+
+    /// Answers a refused call with its refusal, `note` added to its text.
+    fn refuse_with_note(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        revision: Revision,
+        note: Option<&str>,
+        out: &mut Output,
+    ) {
         self.record(id, call, decision, out);
         if let Some(mut answer) = refusal(id, decision, revision) {
-            let cannot_ask =
-                self.approvals.is_some() && matches!(decision, Decision::RequireApproval { .. });
-            if let (true, Some(Value::String(text))) =
-                (cannot_ask, answer.pointer_mut("/result/content/0/text"))
+            if let (Some(note), Some(Value::String(text))) =
+                (note, answer.pointer_mut("/result/content/0/text"))
             {
-                text.push_str(
-                    " This client cannot show approval requests (it declared no elicitation \
-                     capability), so the call cannot be approved from here.",
-                );
+                text.push(' ');
+                text.push_str(note);
             }
             out.to_client.push(answer.to_string());
         }
@@ -823,14 +866,10 @@ impl Relay {
         }
         let call = self.checked_call(request, id, out)?;
         let binding = self.binding(&call);
-        let ttl = self.approvals.as_ref().map_or(Duration::ZERO, |a| a.ttl);
-        let problem = match sealed.check(&binding) {
-            Err(e) => Some((DenyCode::ApprovalInvalid, e.to_string())),
-            Ok(()) => match self.engine.use_once(&sealed.nonce, ttl) {
-                Ok(true) => None,
-                Ok(false) => Some((DenyCode::ApprovalInvalid, ApprovalError::Reused.to_string())),
-                Err(e) => Some((DenyCode::StoreFailed, e.to_string())),
-            },
+        let problem = match (sealed.check(&binding), &self.approvals) {
+            (Err(e), _) => Some((DenyCode::ApprovalInvalid, e.to_string())),
+            (Ok(()), Some(approvals)) => self.use_approval(approvals, &sealed),
+            (Ok(()), None) => Some((DenyCode::ApprovalInvalid, ApprovalError::Forged.to_string())),
         };
         if let Some((code, reason)) = problem {
             let denial = Decision::refused(&call, code, reason);
@@ -843,6 +882,34 @@ impl Relay {
             call.name()
         ));
         Some(Kind::Continuation(Box::new(binding)))
+    }
+
+    /// Records `sealed` as used, once for good: in the ledger when there is one, else in
+    /// the engine's counter store. `None` the first time; else why the call is refused.
+    fn use_approval(
+        &self,
+        approvals: &Approvals,
+        sealed: &SealedApproval,
+    ) -> Option<(DenyCode, String)> {
+        let used = match &approvals.ledger {
+            Some(ledger) => ledger
+                .use_once(&sealed.nonce, sealed.expires_ms, self.now_ms())
+                .map_err(|e| {
+                    format!(
+                        "cannot record the approval's use in {}: {e}",
+                        ledger.path().display()
+                    )
+                }),
+            None => self
+                .engine
+                .use_once(&sealed.nonce, approvals.ttl)
+                .map_err(|e| e.to_string()),
+        };
+        match used {
+            Ok(true) => None,
+            Ok(false) => Some((DenyCode::ApprovalInvalid, ApprovalError::Reused.to_string())),
+            Err(e) => Some((DenyCode::StoreFailed, e)),
+        }
     }
 
     fn binding(&self, call: &ToolCall<'_>) -> ApprovalBinding {
@@ -900,25 +967,27 @@ impl Relay {
         &self,
         approvals: &Approvals,
         call: &ToolCall<'_>,
+        decision: &Decision,
         reason: &str,
         request: &Value,
         id: &Value,
         revision: Revision,
         out: &mut Output,
     ) -> Option<Decision> {
+        let bytes = call.args().map_or(0, |args| args.to_string().len());
+        let ticket = match approvals.held.hold(bytes) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                out.notes
+                    .push(format!("{}: not held for approval: {why}", call.name()));
+                self.refuse_with_note(id, call, decision, revision, Some(&why), out);
+                return None;
+            }
+        };
+        self.record(id, call, decision, out);
         let params = approval_request(call.name(), reason, call.args());
         let deadline = self.clock.now().saturating_add(approvals.timeout);
         let mut state = self.state.lock();
-        if state.asking.len() >= self.max_pending {
-            drop(state);
-            client_error(
-                out,
-                id,
-                GATEWAY_ERROR,
-                "too many approvals are waiting for a person",
-            );
-            return None;
-        }
         // Unique beyond this relay: an HTTP gateway matches answers to the relay of the
         // request that asked, among many.
         let mut nonce = [0u8; 8];
@@ -936,6 +1005,7 @@ impl Relay {
                 client_id: id.clone(),
                 revision,
                 deadline,
+                _ticket: ticket,
             },
         );
         drop(state);
@@ -973,22 +1043,17 @@ impl Relay {
                 return None;
             }
         };
-        if answer.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of) != ApprovalAnswer::Approved {
-            let denial = Decision::refused(
-                call,
-                DenyCode::ApprovalDeclined,
-                "the person asked did not approve this call".into(),
-            );
-            out.notes.push(denial.to_string());
-            self.refuse(id, call, &denial, revision, out);
-            return None;
-        }
-        let denial = match self.engine.use_once(&sealed.nonce, approvals.ttl) {
-            Ok(true) => None,
-            Ok(false) => Some((DenyCode::ApprovalInvalid, ApprovalError::Reused.to_string())),
-            Err(e) => Some((DenyCode::StoreFailed, e.to_string())),
-        };
-        if let Some((code, reason)) = denial {
+        // The state is used up by any answer: a decline cannot be accepted later.
+        let problem = self.use_approval(approvals, &sealed).or_else(|| {
+            let approved = answer.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of);
+            (approved != ApprovalAnswer::Approved).then(|| {
+                (
+                    DenyCode::ApprovalDeclined,
+                    "the person asked did not approve this call".to_owned(),
+                )
+            })
+        });
+        if let Some((code, reason)) = problem {
             let denial = Decision::refused(call, code, reason);
             out.notes.push(denial.to_string());
             self.refuse(id, call, &denial, revision, out);

@@ -355,6 +355,25 @@ impl Engine {
         }
     }
 
+    /// Lets the counter store forget counts whose window has passed (see
+    /// [`CounterStore::reclaim_expired`]). A long-running gateway calls it now and then
+    /// (the `mcp-policy` gateway: once a minute), so memory follows the keys in use.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy};
+    ///
+    /// let engine = Engine::new(r#"{"version": "1"}"#.parse::<Policy>()?);
+    /// engine.reclaim_expired();
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn reclaim_expired(&self) {
+        self.store.reclaim_expired(self.clock.now());
+        let shadow = self.shadow.read().clone();
+        if let Some(shadow) = shadow {
+            shadow.reclaim_expired();
+        }
+    }
+
     /// Replaces the policy. Counts survive for every counter whose name, window, scope and
     /// key path are unchanged. A call being evaluated meanwhile sees the old policy or the
     /// new one, never a mix. What [`observe_tools`](Self::observe_tools) recorded stays.

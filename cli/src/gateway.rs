@@ -34,6 +34,16 @@ pub struct GatewayArgs {
     /// and replicas cannot accept each other's.
     #[arg(long, value_name = "FILE")]
     approval_key: Option<FilePath>,
+    /// Where used approvals are recorded when counts are kept in memory (without
+    /// --redis), so each works once across restarts; read back at start. Default: the
+    /// --approval-key file's path with ".used" added.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "approval_key",
+        conflicts_with = "redis"
+    )]
+    approval_ledger: Option<FilePath>,
     /// How long a person has to answer an approval request (revisions before 2026-07-28);
     /// no answer counts as a decline.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -118,9 +128,31 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     if let Some(path) = &args.shadow {
         engine.set_shadow(Some(load_policy(path)?));
     }
-    let approvals = Approvals::new(key)
+    let mut approvals = Approvals::new(key)
         .timeout(Duration::from_secs(args.approval_timeout.max(1)))
         .ttl(Duration::from_secs(args.approval_ttl.max(1)));
+    if let (Some(key_path), None) = (&args.approval_key, &args.redis) {
+        // Without a shared store, single use across restarts comes from the ledger; it
+        // is this process's alone.
+        let path = args.approval_ledger.clone().unwrap_or_else(|| {
+            let mut name = key_path.as_os_str().to_owned();
+            name.push(".used");
+            PathBuf::from(name)
+        });
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        let ledger = mcp::ApprovalLedger::open(&path, now_ms)
+            .map_err(|e| Failure::Usage(format!("--approval-ledger {}: {e}", path.display())))?;
+        approvals = approvals.ledger(ledger);
+        eprintln!(
+            "mcp-policy gateway: used approvals are recorded in {}; without --redis this \
+             gateway alone keeps them, so replicas must not share the --approval-key {}",
+            path.display(),
+            key_path.display()
+        );
+    }
     let audit = match &args.audit {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -253,6 +285,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     })
 }
 
+/// How often a gateway lets its counter store forget counts whose window has passed.
+pub const RECLAIM_EVERY: Duration = Duration::from_secs(60);
+
 struct Gateway {
     relay: Relay,
     audit: Option<Mutex<std::fs::File>>,
@@ -303,11 +338,19 @@ impl Gateway {
         self.write(self.relay.server_closed());
     }
 
-    /// Answers requests the server left waiting too long.
+    /// Answers requests the server left waiting too long; now and then lets the store
+    /// forget counts whose window has passed.
     fn expire_requests(&self) {
+        let tick = Duration::from_millis(500);
+        let mut since_reclaim = Duration::ZERO;
         loop {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(tick);
             self.write(self.relay.expire());
+            since_reclaim += tick;
+            if since_reclaim >= RECLAIM_EVERY {
+                self.relay.engine().reclaim_expired();
+                since_reclaim = Duration::ZERO;
+            }
         }
     }
 

@@ -502,6 +502,10 @@ impl CounterStore for MemoryStore {
         }
         Ok(())
     }
+
+    fn reclaim_expired(&self, now: Timestamp) {
+        MemoryStore::reclaim_expired(self, now);
+    }
 }
 
 impl Shard {

@@ -253,6 +253,14 @@ pub trait CounterStore: Send + Sync {
         recorded_at: Timestamp,
         cost: u64,
     ) -> Result<(), StoreError>;
+
+    /// Forgets every count with nothing left in its window at `now`, for a store that
+    /// keeps counts in its own memory; a store whose counts expire by themselves (Redis)
+    /// has nothing to do. Gateways call it on a schedule, so memory follows the live keys
+    /// even when no new key arrives to trigger the store's own sweeping.
+    fn reclaim_expired(&self, now: Timestamp) {
+        let _ = now;
+    }
 }
 
 impl<S: CounterStore + ?Sized> CounterStore for Arc<S> {
@@ -276,6 +284,10 @@ impl<S: CounterStore + ?Sized> CounterStore for Arc<S> {
         cost: u64,
     ) -> Result<(), StoreError> {
         (**self).release(now, key, recorded_at, cost)
+    }
+
+    fn reclaim_expired(&self, now: Timestamp) {
+        (**self).reclaim_expired(now);
     }
 }
 

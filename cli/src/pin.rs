@@ -1,8 +1,8 @@
 //! `mcp-policy pin`: the `pins` object for the tools of a `tools/list` result.
 //!
-//! A tool's digest is SHA-256 over the RFC 8785 canonical JSON of its `tools/list` entry
-//! with only `name`, `description`, `inputSchema`, `outputSchema` and `annotations`
-//! kept, as given (a field sent as `null` stays `null`, an absent one stays absent).
+//! A tool's digest is SHA-256 over the canonical JSON of its whole `tools/list` entry
+//! except `_meta`, as given (a field sent as `null` stays `null`, an absent one stays
+//! absent); numbers are written exactly, never through a double.
 
 use crate::files::{listed_tools, tool_name};
 use crate::{Failure, FilePath};

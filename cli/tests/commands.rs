@@ -535,15 +535,15 @@ fn pin_prints_a_digest_per_tool_over_its_canonical_definition() {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
-    // Key order, whitespace and fields outside the definition do not change a digest;
-    // the description does.
+    // Key order, whitespace and `_meta` do not change a digest; the description does,
+    // and so would a title or icons.
     let a = temp_file(
         "a.json",
-        r#"{"tools": [{"name": "t", "description": "d", "inputSchema": {"type": "object", "properties": {}}, "title": "x"}]}"#,
+        r#"{"tools": [{"name": "t", "description": "d", "inputSchema": {"type": "object", "properties": {}}, "_meta": {"x": 1}}]}"#,
     );
     let b = temp_file(
         "b.json",
-        r#"{"result": {"tools": [{"inputSchema": {"properties": {}, "type": "object"}, "description": "d", "name": "t", "icons": []}]}}"#,
+        r#"{"result": {"tools": [{"inputSchema": {"properties": {}, "type": "object"}, "description": "d", "name": "t"}]}}"#,
     );
     let c = temp_file(
         "c.json",

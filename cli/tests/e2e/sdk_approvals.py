@@ -66,7 +66,7 @@ async def main():
         (first, ran1), (second, ran2), (third, ran3) = results
         check(not first.is_error and ran1 == 1, f"{mode}: approved call ran exactly once ({first.content[0].text})")
         check(seen and "whmcs_send_email" in seen[0] and "emails are reviewed" in seen[0]
-              and '"template":"welcome"' in seen[0], f"{mode}: the person saw tool, reason and arguments")
+              and '"template": "welcome"' in seen[0], f"{mode}: the person saw tool, reason and arguments")
         check(not second.is_error and ran2 == 1, f"{mode}: a second approval ran once")
         check(third.is_error and third.structured_content["code"] == "rate_limited" and ran3 == 0,
               f"{mode}: limits still apply to approved calls")

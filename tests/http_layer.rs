@@ -386,8 +386,15 @@ fn older_sessions_are_asked_on_the_calls_stream_and_answer_with_a_post() {
     assert_eq!(h.calls_of("send_email"), 1);
 
     let (body, ask) = held_call(&mut h);
+    // Whoever learns the request's id cannot answer it from another session.
+    let yes = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"approve": true}}});
+    h.post(&yes.to_string(), &[("mcp-session-id", "s2")]);
+    h.post(&yes.to_string(), &[]);
     let no = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}});
-    assert_eq!(h.post(&no.to_string(), &[]).0, StatusCode::ACCEPTED);
+    assert_eq!(
+        h.post(&no.to_string(), &[("mcp-session-id", "s1")]).0,
+        StatusCode::ACCEPTED
+    );
     assert_eq!(
         rest(body)["result"]["structuredContent"]["code"],
         "approval_declined"

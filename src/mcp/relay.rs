@@ -486,6 +486,29 @@ impl Relay {
         out
     }
 
+    /// The transport gave up on one request it forwarded (`sent`, as this relay wrote it
+    /// for the server): no answer came within its timeout, or the connection failed.
+    /// Answers the client's request with an error naming `why`; a call keeps its units,
+    /// since it may have run. Nothing happens for a message that is not a request still
+    /// waiting.
+    pub fn abandon(&self, sent: &str, why: &str) -> Output {
+        let mut out = Output::default();
+        let minted = serde_json::from_str::<Value>(sent)
+            .ok()
+            .and_then(|message| message.get("id").and_then(Value::as_u64));
+        let pending = minted.and_then(|id| self.state.lock().pending.remove(&id));
+        if let Some(pending) = pending {
+            self.settle(&pending, Outcome::Unknown, &mut out);
+            client_error(
+                &mut out,
+                &pending.client_id,
+                GATEWAY_ERROR,
+                &format!("{why}; if this was a tool call, it may or may not have run"),
+            );
+        }
+        out
+    }
+
     /// The server is gone (it exited, or its stream broke): answers every request still
     /// waiting with an error, and every later request too. Calls that were sent keep
     /// their units: they may have run.

@@ -329,6 +329,10 @@ impl RedisStore {
         let Some(mut cell) = cell.try_lock_for(self.timeout) else {
             return Err(timed_out("waiting for a free connection"));
         };
+        // Got the connection as the deadline passed: no time is left for the server.
+        if Instant::now() >= deadline {
+            return Err(timed_out("waiting for a free connection"));
+        }
         if cell.is_none() {
             let connection =
                 self.client
@@ -338,6 +342,9 @@ impl RedisStore {
                         false => store_error(e),
                     })?;
             *cell = Some(connection);
+            if Instant::now() >= deadline {
+                return Err(timed_out("connecting"));
+            }
         }
         let Some(connection) = cell.as_mut() else {
             return Err(StoreError::new("redis", "no connection"));

@@ -1,0 +1,243 @@
+//! Calls held for a person's approval on revisions before 2026-07-28: the call's POST is
+//! answered with an event stream that first carries the `elicitation/create` request,
+//! then — once the person's answer came, by another POST of the same session and
+//! identity — the call's outcome.
+
+use super::{audited, stream, BoxError, Identity, PolicyBody, PolicyLayer};
+use crate::mcp::Relay;
+use bytes::Bytes;
+use futures_channel::oneshot;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+
+/// Who may answer a held call: the session and identity that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) session: Option<String>,
+    pub(crate) identity: Identity,
+}
+
+/// Held calls by the id of their approval request.
+#[derive(Default)]
+pub(crate) struct Waiting(Mutex<HashMap<String, (Owner, oneshot::Sender<Bytes>)>>);
+
+impl Waiting {
+    /// Hands `answer` to the held call `id` if `owner` made it; `false` (and nothing
+    /// taken) otherwise.
+    pub(crate) fn answer(&self, id: &str, owner: &Owner, answer: Bytes) -> bool {
+        let Ok(mut waiting) = self.0.lock() else {
+            return false;
+        };
+        if !waiting.get(id).is_some_and(|(made_by, _)| made_by == owner) {
+            return false;
+        }
+        match waiting.remove(id) {
+            Some((_, sender)) => sender.send(answer).is_ok(),
+            None => false,
+        }
+    }
+
+    fn hold(&self, id: String, owner: Owner, sender: oneshot::Sender<Bytes>) {
+        if let Ok(mut waiting) = self.0.lock() {
+            waiting.insert(id, (owner, sender));
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut waiting) = self.0.lock() {
+            waiting.remove(id);
+        }
+    }
+}
+
+/// A call held for a person's approval.
+pub(crate) struct HeldCall<S, F> {
+    pub(crate) ask: String,
+    pub(crate) owner: Owner,
+    pub(crate) relay: Arc<Relay>,
+    pub(crate) inner: S,
+    pub(crate) parts: http::request::Parts,
+    pub(crate) layer: PolicyLayer<F>,
+}
+
+impl<S, F, ResBody> HeldCall<S, F>
+where
+    S: tower_service::Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    F: Send + Sync + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    pub(crate) fn into_response(self) -> Response<PolicyBody> {
+        let HeldCall {
+            ask,
+            owner,
+            relay,
+            mut inner,
+            parts,
+            layer,
+        } = self;
+        let ask_id = serde_json::from_str::<Value>(&ask)
+            .ok()
+            .and_then(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        let (sender, receiver) = oneshot::channel();
+        layer.shared.waiting.hold(ask_id.clone(), owner, sender);
+        let guard = Forget {
+            layer_waiting: Arc::clone(&layer.shared),
+            id: ask_id.clone(),
+        };
+        let timeout = layer
+            .timer
+            .as_ref()
+            .zip(layer.approvals.as_ref())
+            .map(|(timer, approvals)| timer(approvals.answer_timeout()));
+        let outcome = async move {
+            let _guard = guard;
+            let answer = first_of(async { receiver.await.ok() }, timeout)
+                .await
+                .flatten()
+                .unwrap_or_else(|| {
+                    // No answer in time (or the answer's sender went away): a decline.
+                    Bytes::from(
+                        json!({"jsonrpc": "2.0", "id": ask_id, "result": {"action": "cancel"}})
+                            .to_string(),
+                    )
+                });
+            let decider = Arc::clone(&relay);
+            let Some(out) = layer.run(move || decider.from_client(&answer)).await else {
+                return Bytes::new();
+            };
+            audited(layer.audit.as_ref(), &out);
+            let Some(forward) = out.to_server.into_iter().next() else {
+                return events(out.to_client);
+            };
+            let mut parts = parts;
+            parts.headers.remove(CONTENT_LENGTH);
+            let request = Request::from_parts(parts, Full::new(Bytes::from(forward.clone())));
+            let response = match layer
+                .within(layer.request_timeout, inner.call(request))
+                .await
+            {
+                Some(Ok(response)) => response,
+                Some(Err(_)) => {
+                    return events(
+                        relay
+                            .abandon(&forward, "the MCP server cannot be reached")
+                            .to_client,
+                    )
+                }
+                None => {
+                    let why = format!(
+                        "the MCP server did not answer within {} s",
+                        layer.request_timeout.as_secs()
+                    );
+                    return events(relay.abandon(&forward, &why).to_client);
+                }
+            };
+            let response = stream::relay_response(&layer, relay, response).await;
+            let kind = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            if kind.starts_with("text/event-stream") {
+                body
+            } else {
+                events(vec![String::from_utf8_lossy(&body).into_owned()])
+            }
+        };
+        let body = Held {
+            first: Some(events(vec![ask])),
+            rest: Some(Box::pin(outcome)),
+        };
+        let mut response = Response::new(body.boxed_unsync());
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        response
+    }
+}
+
+/// Removes a held call's entry when its stream ends or the client goes away.
+struct Forget {
+    layer_waiting: Arc<super::Shared>,
+    id: String,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.layer_waiting.waiting.forget(&self.id);
+    }
+}
+
+/// `future`'s output, or `None` when `deadline` comes first (never, without one).
+pub(crate) async fn first_of<T>(
+    future: impl Future<Output = T>,
+    deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> Option<T> {
+    let mut future = std::pin::pin!(future);
+    let mut deadline = deadline;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Messages as event-stream events.
+pub(crate) fn events(messages: Vec<String>) -> Bytes {
+    let mut text = String::new();
+    for message in messages {
+        text.push_str("event: message\ndata: ");
+        text.push_str(&message);
+        text.push_str("\n\n");
+    }
+    Bytes::from(text)
+}
+
+/// The body of a held call: the approval request at once, the outcome when it is known.
+struct Held {
+    first: Option<Bytes>,
+    rest: Option<Pin<Box<dyn Future<Output = Bytes> + Send>>>,
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let Some(rest) = self.rest.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let bytes = ready!(rest.as_mut().poll(cx));
+        self.rest = None;
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
+    }
+}

@@ -1,0 +1,171 @@
+//! The inner service's responses on their way back: JSON read whole, an event stream
+//! event by event, each message through the relay that forwarded the request.
+
+use super::sse::{Event, Parser, TooLarge};
+use super::{answer, audited, run_on, AuditSink, Blocking, BoxError, PolicyBody, PolicyLayer};
+use crate::mcp::{self, Output, Relay};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+/// The inner service's response, rewritten by `relay`: whole for JSON, event by event
+/// for an event stream.
+pub(crate) async fn relay_response<F, B>(
+    layer: &PolicyLayer<F>,
+    relay: Arc<Relay>,
+    response: Response<B>,
+) -> Response<PolicyBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = response.into_parts();
+    let kind = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    parts.headers.remove(CONTENT_LENGTH);
+    if kind.starts_with("text/event-stream") {
+        let body = EventStream {
+            inner: body,
+            relay,
+            parser: Some(Parser::new(layer.max_body)),
+            events: VecDeque::new(),
+            working: None,
+            blocking: layer.blocking.clone(),
+            audit: layer.audit.clone(),
+        };
+        return Response::from_parts(parts, body.boxed_unsync());
+    }
+    let read = Limited::new(body, layer.max_body).collect();
+    let bytes = match layer.within(layer.request_timeout, read).await {
+        Some(Ok(collected)) => collected.to_bytes(),
+        _ => {
+            return answer(
+                StatusCode::BAD_GATEWAY,
+                &mcp::error_response(
+                    &Value::Null,
+                    mcp::GATEWAY_ERROR,
+                    "the MCP server's answer was too large, unreadable or too slow",
+                ),
+            )
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Response::from_parts(
+            parts,
+            Full::new(bytes).map_err(|e| match e {}).boxed_unsync(),
+        );
+    }
+    let decider = Arc::clone(&relay);
+    let out = layer
+        .run(move || decider.from_server(&bytes))
+        .await
+        .unwrap_or_default();
+    audited(layer.audit.as_ref(), &out);
+    let text = out.to_client.into_iter().next().unwrap_or_default();
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(text))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    )
+}
+
+type Working = Pin<Box<dyn Future<Output = Option<Output>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// An event stream whose messages go through the relay as they arrive; every other
+    /// line is written back as it came, with LF line endings.
+    struct EventStream<B> {
+        #[pin]
+        inner: B,
+        relay: Arc<Relay>,
+        // `None` once the inner stream ended.
+        parser: Option<Parser>,
+        // Complete events not yet relayed.
+        events: VecDeque<Event>,
+        // The event whose message the relay is deciding on.
+        working: Option<(Event, Working)>,
+        blocking: Option<Blocking>,
+        audit: Option<AuditSink>,
+    }
+}
+
+impl<B> Body for EventStream<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if let Some((event, working)) = this.working.as_mut() {
+                let out = ready!(working.as_mut().poll(cx)).unwrap_or_default();
+                audited(this.audit.as_ref(), &out);
+                // A message the relay drops leaves the event's other lines (its id).
+                let written = event.write(out.to_client.first().map(String::as_str));
+                *this.working = None;
+                if written.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(written)))));
+            }
+            if let Some(mut event) = this.events.pop_front() {
+                match event.data.take() {
+                    Some(data) => {
+                        let relay = Arc::clone(this.relay);
+                        let working =
+                            run_on(this.blocking.as_ref(), move || relay.from_server(&data));
+                        *this.working = Some((event, working));
+                        continue;
+                    }
+                    None => {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event.write(None))))))
+                    }
+                }
+            }
+            let Some(parser) = this.parser.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let events = &mut *this.events;
+                        if parser.feed(&data, &mut |e| events.push_back(e)) == Err(TooLarge) {
+                            return Poll::Ready(Some(Err(
+                                "an event of the MCP server's stream is too large".into(),
+                            )));
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(Some(Ok(frame.map_data(|d| d)))),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => {
+                    // An event cut off by the end of the stream is not dispatched (SSE
+                    // drops it); its other lines still pass.
+                    let rest = this.parser.take().map(Parser::finish);
+                    if let Some(rest) = rest.filter(|e| !e.other.is_empty()) {
+                        this.events.push_back(rest);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -91,6 +91,10 @@ pub struct GatewayArgs {
     /// this address, path `/metrics` (with --listen).
     #[arg(long, value_name = "ADDR", requires = "listen")]
     metrics: Option<std::net::SocketAddr>,
+    /// The most client connections served at once (with --listen); more wait until one
+    /// ends.
+    #[arg(long, value_name = "N", default_value_t = 1024, requires = "listen")]
+    max_connections: usize,
     /// The path served (with --listen).
     #[arg(long, value_name = "PATH", default_value = "/mcp")]
     path: String,
@@ -192,6 +196,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             audit,
             shadow: args.shadow.clone(),
             metrics: args.metrics,
+            request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+            max_connections: args.max_connections,
+            remote_store: args.redis.is_some(),
         };
         crate::http_gateway::run(options, engine, approvals)?;
         return Ok(ExitCode::SUCCESS);

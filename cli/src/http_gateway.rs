@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mcp_policy::http::{Identity, PolicyBody, PolicyLayer, PolicyService};
 use mcp_policy::mcp::Approvals;
 use mcp_policy::Engine;
@@ -22,9 +22,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -41,7 +41,21 @@ pub struct HttpOptions {
     pub audit: Option<std::fs::File>,
     pub shadow: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
+    /// How long the upstream may take to start answering.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Whether counts are kept in a store that makes network round trips (Redis): its
+    /// work then runs on the blocking pool, never on the runtime's workers.
+    pub remote_store: bool,
 }
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session may go unused before it is forgotten.
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// The most sessions remembered; past it the one unused longest is forgotten.
+const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,8 +140,9 @@ struct Shared {
     /// The layer, to name a reloaded policy in audit records.
     layer: PolicyLayer<fn(&http::request::Parts) -> Identity>,
     tokens: RwLock<Tokens>,
-    /// 2025-era `Mcp-Session-Id` → the digest of the token that created it.
-    sessions: RwLock<HashMap<String, String>>,
+    /// 2025-era `Mcp-Session-Id` → the digest of the token that created it, and when the
+    /// session was last used.
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
     path: String,
 }
 
@@ -164,10 +179,16 @@ async fn serve(
     if let Some(hex) = crate::gateway::file_sha256(&options.policy) {
         layer.set_policy_sha256(hex);
     }
-    let layer = layer
+    let mut layer = layer
         .approvals(approvals)
         .timer(Arc::new(|wait| Box::pin(tokio::time::sleep(wait))))
+        .request_timeout(options.request_timeout)
+        .session_idle(SESSION_IDLE)
         .max_body(options.max_message);
+    if options.remote_store {
+        // A slow Redis then holds blocking-pool threads, never the runtime's workers.
+        layer = layer.blocking(Arc::new(|job| drop(tokio::task::spawn_blocking(job))));
+    }
     // Small requests and answers: send them at once rather than wait to fill packets.
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -180,7 +201,7 @@ async fn serve(
         service: layer.layer(upstream),
         layer: layer.clone(),
         tokens: RwLock::new(tokens),
-        sessions: RwLock::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
         path: options.path.clone(),
     });
     if let Some(addr) = options.metrics {
@@ -202,6 +223,7 @@ async fn serve(
     );
     {
         let shared = Arc::clone(&shared);
+        let engine = Arc::clone(&engine);
         let (policy, tokens, shadow) = (
             options.policy.clone(),
             options.tokens.clone(),
@@ -232,12 +254,45 @@ async fn serve(
             }
         });
     }
+    {
+        // Counts whose window has passed, and sessions idle too long, are forgotten.
+        let (engine, shared) = (Arc::clone(&engine), Arc::clone(&shared));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::gateway::RECLAIM_EVERY);
+            loop {
+                every.tick().await;
+                let engine = Arc::clone(&engine);
+                let _ = tokio::task::spawn_blocking(move || engine.reclaim_expired()).await;
+                if let Ok(mut sessions) = shared.sessions.lock() {
+                    sessions.retain(|_, (_, used)| used.elapsed() < SESSION_IDLE);
+                }
+            }
+        });
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut stop = std::pin::pin!(shutdown_signal());
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     loop {
+        // At the cap, wait for a connection to end before accepting another: new ones
+        // wait in the kernel's queue, and nothing spins.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: back off rather than spin on the error.
+                        eprintln!("mcp-policy gateway: cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let service = hyper::service::service_fn(move |request| {
@@ -245,10 +300,13 @@ async fn serve(
                     async move { Ok::<_, std::convert::Infallible>(handle(&shared, request).await) }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = connection.await;
+                    drop(slot);
                 });
             }
             () = &mut stop => break,
@@ -316,16 +374,17 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(session) = &session {
-        let owner = shared
-            .sessions
-            .read()
-            .ok()
-            .and_then(|s| s.get(session).cloned());
+        let owner = shared.sessions.lock().ok().and_then(|mut sessions| {
+            let (owner, used) = sessions.get_mut(session)?;
+            *used = Instant::now();
+            Some(owner.clone())
+        });
         if owner.as_ref() != Some(&digest) {
             // Another token's session, or one this gateway never saw created.
             return plain(StatusCode::NOT_FOUND, "no such session");
         }
     }
+    let ends_session = request.method() == http::Method::DELETE;
     let identity = Identity {
         grant: Some(entry.grant.clone()),
         agent: entry.agent.clone(),
@@ -346,16 +405,32 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
             )
         }
     };
+    let Ok(mut sessions) = shared.sessions.lock() else {
+        return response;
+    };
+    if let (true, Some(session), true) = (ends_session, &session, response.status().is_success()) {
+        sessions.remove(session);
+    }
     // Bind a session the server created to the token that created it.
     if let Some(created) = response
         .headers()
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
     {
-        if let Ok(mut sessions) = shared.sessions.write() {
-            sessions.entry(created.to_owned()).or_insert(digest);
+        if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(created) {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                sessions.remove(&oldest);
+            }
         }
+        sessions
+            .entry(created.to_owned())
+            .or_insert((digest, Instant::now()));
     }
+    drop(sessions);
     response
 }
 

@@ -17,181 +17,17 @@
 
 #[path = "common/gateway.rs"]
 mod gateway;
+#[path = "common/http_stack.rs"]
+mod http_stack;
+
+use http_stack::{free_port, sha256_hex, wait_for_port, Stack, TOKEN};
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
-  "whmcs_get_ticket":{"limits":[{"counter":"reads","window":"hour","max":1000,"scope":"global"}]},
-  "whmcs_update_ticket":{"rate_limit":"1/minute"},
-  "whmcs_close_client":{"action":"deny","reason":"never automated"},
-  "whmcs_send_email":{"action":"require_approval","reason":"emails are reviewed"}}}"#;
-const TOKEN: &str = "secret-token";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills a child process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Stack {
-    _server: Running,
-    _gateway: Running,
-    url: String,
-    addr: String,
-    dir: PathBuf,
-}
-
-impl Stack {
-    /// The SDK server (`mode`: json or sse) and the gateway in front of it.
-    fn start(python: &str, mode: &str) -> Stack {
-        Stack::start_with(python, mode, &[])
-    }
-
-    /// The same, with more flags for the gateway.
-    fn start_with(python: &str, mode: &str, flags: &[String]) -> Stack {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mcp-policy-http-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("policy.json"), POLICY).unwrap();
-        let digest = sha256_hex(TOKEN.as_bytes());
-        std::fs::write(
-            dir.join("tokens.json"),
-            json!({"tokens": [{"sha256": digest, "grant": "g-http"}]}).to_string(),
-        )
-        .unwrap();
-        let server_port = free_port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_server.py");
-        let server = Running(
-            Command::new(python)
-                .arg(script)
-                .arg("http")
-                .arg(server_port.to_string())
-                .arg(mode)
-                .env("SDK_SERVER_LOG", dir.join("server.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for_port(server_port);
-        let mut gateway = Command::new(gateway::binary())
-            .args(["gateway", "--policy"])
-            .arg(dir.join("policy.json"))
-            .args([
-                "--reload-interval-ms",
-                "50",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-            ])
-            .arg(format!("http://127.0.0.1:{server_port}/mcp"))
-            .arg("--tokens")
-            .arg(dir.join("tokens.json"))
-            .arg("--audit")
-            .arg(dir.join("audit.jsonl"))
-            .args(flags)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The gateway says where it listens; the rest of its stderr is drained.
-        let stderr = gateway.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(gateway::ANSWER_TIMEOUT)
-                .expect("the gateway did not start");
-            if let Some(rest) = line.strip_prefix("mcp-policy gateway: listening on ") {
-                break rest.split(' ').next().unwrap().to_owned();
-            }
-        };
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches("/mcp")
-            .to_owned();
-        Stack {
-            _server: server,
-            _gateway: Running(gateway),
-            url,
-            addr,
-            dir,
-        }
-    }
-
-    fn tools_run(&self, tool: &str) -> usize {
-        std::fs::read_to_string(self.dir.join("server.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| serde_json::from_str::<Value>(l).unwrap()["tool"] == tool)
-            .count()
-    }
-
-    /// One raw HTTP/1.1 POST; the status and the body.
-    fn post(&self, body: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let mut request = format!(
-            "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n",
-            self.addr,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_owned())
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + gateway::ANSWER_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 #[test]
 fn the_python_sdk_works_through_the_http_gateway_on_json_and_event_streams() {
@@ -373,7 +209,7 @@ fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let pid = stack._gateway.0.id().to_string();
+    let pid = stack.gateway.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -381,7 +217,7 @@ fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
         .success());
     let deadline = Instant::now() + gateway::ANSWER_TIMEOUT;
     let status = loop {
-        if let Some(status) = stack._gateway.0.try_wait().unwrap() {
+        if let Some(status) = stack.gateway.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "the gateway did not stop");

@@ -2,8 +2,9 @@
 2025 revisions: the upstream of the SDK end-to-end tests. With SDK_SERVER_LOG=FILE it
 appends every tool call it runs to FILE as a JSON line {"tool", "args"}.
 
-Usage: sdk_server.py (stdio), or sdk_server.py http PORT json|sse (Streamable HTTP on
-127.0.0.1:PORT, answering with JSON or event streams)."""
+Usage: sdk_server.py (stdio), or sdk_server.py http PORT json|sse|resumable (Streamable
+HTTP on 127.0.0.1:PORT, answering with JSON or event streams; resumable: event streams
+whose events a client can replay with GET and Last-Event-ID, kept in memory)."""
 import json
 import os
 import sys
@@ -55,9 +56,36 @@ def whmcs_delete_client(client_id: int) -> str:
     return f"deleted {client_id}"
 
 
+class MemoryEventStore:
+    """Every event of every stream, in order, so any can be replayed."""
+
+    def __init__(self):
+        self.events = []  # (event id, stream id, message or None)
+
+    async def store_event(self, stream_id, message):
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        from mcp.server.streamable_http import EventMessage
+        found = [e for e in self.events if e[0] == last_event_id]
+        if not found:
+            return None
+        stream_id = found[0][1]
+        after = False
+        for event_id, stream, message in self.events:
+            if after and stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+            after = after or event_id == last_event_id
+        return stream_id
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["http"]:
+        mode = sys.argv[3]
+        extra = {"event_store": MemoryEventStore()} if mode == "resumable" else {}
         app.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[2]),
-                json_response=(sys.argv[3] == "json"))
+                json_response=(mode == "json"), **extra)
     else:
         app.run()

@@ -152,6 +152,21 @@ impl Matcher {
         }
     }
 
+    /// Whether `hide` matches `name`: its exact names and its globs only, so the cost
+    /// does not grow with the rule keys (`mcp-policy check` asks this of every key).
+    pub(crate) fn is_hidden(&self, name: &str) -> bool {
+        let exact = self
+            .get(NameHash::of(name.as_bytes()), name.as_bytes())
+            .and_then(|e| e.exact);
+        if let Some(exact) = exact {
+            return exact.hidden;
+        }
+        self.globs
+            .iter()
+            .take(self.hide_globs)
+            .any(|glob| glob.matches(name))
+    }
+
     /// The rule for `name` whether or not it is hidden.
     pub(crate) fn rule(&self, name: &str) -> Option<usize> {
         let exact = self
@@ -335,6 +350,31 @@ mod tests {
     use super::*;
 
     const NO_HIDE: &[&str] = &[];
+
+    #[test]
+    fn is_hidden_reads_hide_alone_and_agrees_with_resolve() {
+        let rules: Vec<String> = (0..2_000).map(|i| format!("*_{i}")).collect();
+        let matcher = Matcher::new(
+            &["whmcs_delete_*", "secret", "*_7"],
+            rules.iter().map(String::as_str),
+        );
+        for name in [
+            "whmcs_delete_client",
+            "secret",
+            "x_7",
+            "x_8",
+            "*_9",
+            "whmcs_get",
+            "secret2",
+        ] {
+            assert_eq!(
+                matcher.is_hidden(name),
+                matcher.resolve(name) == Target::Hidden,
+                "{name}"
+            );
+        }
+        assert!(matcher.is_hidden("x_7") && !matcher.is_hidden("x_8"));
+    }
 
     fn best<'k>(keys: &[&'k str], name: &str) -> Option<&'k str> {
         let matcher = Matcher::new(NO_HIDE, keys.iter().copied());

@@ -127,7 +127,7 @@ impl Policy {
 
     /// Whether `hide` matches the tool: it is left out of `tools/list` and denied.
     pub fn is_hidden(&self, tool: &str) -> bool {
-        self.matcher.resolve(tool) == Target::Hidden
+        self.matcher.is_hidden(tool)
     }
 
     /// Whether every call of `tool` is denied before its arguments are looked at, judged on

@@ -5,10 +5,13 @@
 //!
 //! Streams mix valid and refused calls, `tools/list`, batches, notifications, odd and
 //! reused ids, duplicate and case-variant keys, case-variant methods, garbage, lines over
-//! the size limit and invalid UTF-8. After each stream:
+//! the size limit, invalid UTF-8, and ticket ids spelled every way a lenient server reads
+//! as one number. Some streams run against a server whose `tools/list` answers nest a
+//! listing inside the listing or spell its members in another case. After each stream:
 //! - no refused call reached the server: every tool it ran is allowed, with arguments the
 //!   policy admits, within its limit, and every `tools/call` it received had an id;
 //! - no `tools/list` answer holds a hidden or denied tool;
+//! - no ticket was read more often than its per-ticket limit, however its id was spelled;
 //! - every client request got exactly one answer (matched by id, `null` for messages
 //!   whose id cannot be trusted), and notifications none;
 //! - the gateway's peak memory stayed bounded.
@@ -32,7 +35,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
-  "whmcs_get_ticket":{},
+  "whmcs_get_ticket":{"limits":[{"window":"minute","max":2,"key":"args.ticket_id"}]},
   "whmcs_update_ticket":{"limits":[{"window":"minute","max":3}],
     "deny_if":[{"path":"args.priority","op":"eq","value":"Emergency"}]},
   "whmcs_add_credit":{"require":[{"path":"args.amount","op":"lte","value":100}]},
@@ -101,7 +104,18 @@ fn request(id: &Value, method: &str, params: Value) -> String {
 fn arguments(rng: &mut Rng) -> Value {
     let mut args = serde_json::Map::new();
     if rng.chance(50) {
-        args.insert("ticket_id".into(), json!(rng.below(5)));
+        // Ticket ids in every spelling a lenient server reads as the same number.
+        let n = rng.below(5);
+        let id = match rng.below(8) {
+            0 => json!(n.to_string()),
+            1 => json!(format!("0{n}")),
+            2 => json!(format!(" {n}")),
+            3 => json!(format!("+{n}")),
+            4 => json!(format!("{n}.0")),
+            5 => json!(format!("{n}\n")),
+            _ => json!(n),
+        };
+        args.insert("ticket_id".into(), id);
     }
     // Now and then a name in another case, which a Go server reads as the same field.
     if rng.chance(30) {
@@ -332,18 +346,37 @@ fn key(id: &Value) -> String {
     id.to_string()
 }
 
+/// The ticket a lenient server reads from an argument (Python's `int`, after `float`).
+fn lenient_ticket(id: &Value) -> Option<i64> {
+    match id {
+        Value::Number(n) => n.as_f64().map(|f| f as i64),
+        Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
+        _ => None,
+    }
+}
+
 fn run_stream(seed: u64, length: usize) {
     let mut rng = Rng(seed | 1);
     let mut used = Vec::new();
     let messages: Vec<Message> = (0..length).map(|_| message(&mut rng, &mut used)).collect();
-    let mut gw = Session::go_like(
+    let mut server = gateway::go_like_server();
+    match seed % 3 {
+        1 => server.push("--nested-listing".into()),
+        2 => server.push("--case-variant-listing".into()),
+        _ => {}
+    }
+    let max_message = MAX_MESSAGE.to_string();
+    let mut gw = Session::start(
         POLICY,
         &[
+            "--grant",
+            "g1",
             "--max-message",
-            &MAX_MESSAGE.to_string(),
+            &max_message,
             "--request-timeout",
             "1",
         ],
+        &server,
     );
     let mut expected: HashMap<String, usize> = HashMap::new();
     for m in &messages {
@@ -389,12 +422,26 @@ fn run_stream(seed: u64, length: usize) {
 
     let mut updates = 0;
     let mut failures = 0;
+    let mut reads: HashMap<i64, usize> = HashMap::new();
     for (tool, args) in gw.tools_run() {
         if let Err(why) = allowed_run(&tool, &args) {
             panic!("seed {seed}: {why}");
         }
         updates += usize::from(tool == "whmcs_update_ticket");
         failures += usize::from(tool == "whmcs_fail");
+        if tool == "whmcs_get_ticket" {
+            let ticket = args.get("ticket_id").and_then(lenient_ticket);
+            let ticket = ticket.unwrap_or_else(|| {
+                panic!("seed {seed}: a read without a usable ticket id ran: {args}")
+            });
+            *reads.entry(ticket).or_default() += 1;
+        }
+    }
+    for (ticket, n) in reads {
+        assert!(
+            n <= 2,
+            "seed {seed}: ticket {ticket} was read {n} times; the limit is 2"
+        );
     }
     assert!(
         updates <= 3,

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-#[path = "gateway.rs"]
-mod gateway;
+// The test crate including this file also includes `common/gateway.rs` as `gateway`.
+use super::gateway;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};

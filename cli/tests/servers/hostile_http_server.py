@@ -4,7 +4,8 @@
 It runs any tools/call it finds in a request body, whatever the HTTP method (PUT, PATCH,
 OPTIONS, DELETE, a lowercase "post"...), and logs each to $HOSTILE_LOG as a JSON line
 {"method": HTTP_METHOD, "ran": TOOL}. Its tools/list answers are event streams whose
-lines end in a lone CR and list whmcs_delete_client. whmcs_slow answers after 20 s.
+lines end in a lone CR (then LF, then CRLF, in turn) and list whmcs_delete_client, twice:
+once as the answer and once more under a made-up id. whmcs_slow answers after 20 s.
 
 Usage: hostile_http_server.py PORT
 """
@@ -15,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = os.environ.get("HOSTILE_LOG", os.devnull)
+LISTINGS = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -47,7 +49,12 @@ class Handler(BaseHTTPRequestHandler):
             listing = {"jsonrpc": "2.0", "id": msg_id, "result": {"tools": [
                 {"name": "whmcs_get_ticket", "inputSchema": {"type": "object"}},
                 {"name": "whmcs_delete_client", "inputSchema": {"type": "object"}}]}}
-            stream = b"id: 1\rdata: " + json.dumps(listing).encode() + b"\r\r"
+            LISTINGS[0] += 1
+            eol = [b"\r", b"\n", b"\r\n"][(LISTINGS[0] - 1) % 3]
+            stray = dict(listing, id="made-up")
+            stream = b""
+            for n, event in enumerate([listing, stray]):
+                stream += b"id: %d" % n + eol + b"data: " + json.dumps(event).encode() + eol + eol
             return self.send_body(stream, "text/event-stream")
         answer = {"jsonrpc": "2.0", "id": msg_id, "result": {}}
         return self.send_body(json.dumps(answer).encode(), "application/json")

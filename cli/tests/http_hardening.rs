@@ -14,6 +14,8 @@
 mod gateway;
 #[path = "common/http_stack.rs"]
 mod http_stack;
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
 
 use http_stack::{Stack, TOKEN};
 use serde_json::json;
@@ -199,4 +201,49 @@ fn a_resumed_stream_replays_nothing_unfiltered() {
         "nothing was replayed: {replayed}"
     );
     assert!(!replayed.contains("whmcs_delete_client"), "{replayed}");
+}
+
+/// With counts in Redis and Redis paused, limited calls wait out the store's timeout on
+/// the blocking pool: the runtime's workers go on serving, so a call with no limit is
+/// answered at once, and every limited call is refused within about the timeout.
+#[test]
+fn a_paused_redis_holds_no_runtime_worker() {
+    if redis_server::skip() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let stack = Stack::hostile(&["--redis".into(), redis.url()]);
+    let bearer = bearer();
+    let auth = [("authorization", bearer.as_str())];
+    assert_eq!(stack.post(&call("whmcs_get_ticket"), &auth).0, 200);
+    redis.pause();
+    let started = Instant::now();
+    let (limited, free) = std::thread::scope(|scope| {
+        let limited: Vec<_> = (0..32)
+            .map(|_| scope.spawn(|| stack.post(&call("whmcs_get_ticket"), &auth)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let before = Instant::now();
+        let (status, _, body) = stack.post(&call("whmcs_ping"), &auth);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("ran whmcs_ping"), "{body}");
+        let free = before.elapsed();
+        let limited: Vec<_> = limited.into_iter().map(|t| t.join().unwrap()).collect();
+        (limited, free)
+    });
+    let all = started.elapsed();
+    redis.resume();
+    for (status, _, body) in &limited {
+        assert_eq!(*status, 200);
+        assert!(body.contains("store_failed"), "{body}");
+    }
+    // Loose bounds: 32 calls blocking two workers for 1 s each took 16 s and more.
+    assert!(
+        free < Duration::from_secs(3),
+        "the call with no limit took {free:?}"
+    );
+    assert!(
+        all < Duration::from_secs(6),
+        "the limited calls took {all:?}"
+    );
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
   "whmcs_get_ticket":{"limits":[{"counter":"reads","window":"hour","max":1000,"scope":"global"}]},
   "whmcs_update_ticket":{"rate_limit":"1/minute"},
-  "whmcs_slow":{},
+  "whmcs_slow":{}, "whmcs_ping":{},
   "whmcs_close_client":{"action":"deny","reason":"never automated"},
   "whmcs_send_email":{"action":"require_approval","reason":"emails are reviewed"}}}"#;
 pub const TOKEN: &str = "secret-token";

@@ -64,8 +64,9 @@ pub struct AuditRecord {
     pub retry_after_ms: Option<u64>,
     /// The approval that approved the call.
     pub approval: Option<String>,
-    /// Lowercase hex SHA-256 of the arguments in RFC 8785 canonical form (`{}` when
-    /// absent): ties the record to the call without keeping the arguments.
+    /// Lowercase hex SHA-256 of the arguments in canonical form (RFC 8785 with numbers
+    /// exact, [`canonical_json`](crate::mcp::canonical_json); `{}` when absent): ties
+    /// the record to the call without keeping the arguments.
     pub args_sha256: String,
     /// Lowercase hex SHA-256 of the policy file's bytes.
     pub policy_sha256: Option<String>,

@@ -3,7 +3,8 @@
 //! reading the answer.
 //!
 //! A sealed state is `mcp-policy.1.` + base64url(JSON) + `.` + base64url(HMAC-SHA256 of
-//! that JSON). It binds the tool, the SHA-256 of the arguments in RFC 8785 canonical form,
+//! that JSON). It binds the tool, the SHA-256 of the arguments in canonical form (RFC 8785
+//! with numbers exact: [`canonical_json`](super::canonical_json)),
 //! the grant, agent and session ids, the rule key, an expiry and a 128-bit random nonce,
 //! so an approval cannot be replayed for other arguments, another caller or after it
 //! expired, and its nonce makes it usable once (see [`Engine::use_once`]).

@@ -43,8 +43,10 @@ impl<'a> CounterKey<'a> {
     }
 }
 
-/// A value of a limit's `key` argument: counts are kept separately per value. A string
-/// and an integer are different values (`"1"` is not `1`).
+/// A value of a limit's `key` argument: counts are kept separately per value. The engine
+/// gives each value one spelling before it reaches a store: an integer argument, or a
+/// string holding an integer's canonical decimal form (`"7"`), is an integer; other
+/// strings stay text (and a store keeps `Text("7")` apart from `Integer(7)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyValue<'a> {
     /// A string argument.

@@ -14,8 +14,8 @@
 )]
 
 use mcp_policy::{
-    Counter, CounterKey, CounterStore, Engine, LimitRequest, ManualClock, MemoryStore, Policy,
-    Scope, Timestamp, ToolCall,
+    Counter, CounterKey, CounterStore, Engine, KeyValue, LimitRequest, ManualClock, MemoryStore,
+    Policy, Scope, Timestamp, ToolCall,
 };
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -178,4 +178,48 @@ fn reclaiming_expired_keys_gives_their_memory_back() {
         left < 64 * 1024,
         "{left} of {full} bytes stay allocated after every key expired"
     );
+}
+
+/// Bytes per count of a limit with a `key`, for 100 000 distinct values: integers, and
+/// strings of the most a key value may be (256 bytes). What one ticket id costs.
+#[test]
+fn a_key_value_costs_a_few_hundred_bytes_plus_its_own() {
+    let counter = Counter::new("per_ticket", 3600, Scope::Grant);
+    let texts: Vec<String> = (0..100_000).map(|i| format!("{i:0>256}")).collect();
+    for (kind, values) in [
+        (
+            "integer",
+            (0..100_000).map(KeyValue::Integer).collect::<Vec<_>>(),
+        ),
+        (
+            "256-byte text",
+            texts.iter().map(|t| KeyValue::Text(t)).collect(),
+        ),
+    ] {
+        let store = MemoryStore::new();
+        let before = LIVE_BYTES.with(Cell::get);
+        COUNTING.with(|c| c.set(true));
+        for value in &values {
+            let request = [LimitRequest {
+                key: CounterKey {
+                    counter: &counter,
+                    scope_id: "grant-1",
+                    value: Some(*value),
+                },
+                max: 3,
+                cost: 1,
+            }];
+            store.acquire(NOW, &request).unwrap();
+        }
+        COUNTING.with(|c| c.set(false));
+        let per_key = (LIVE_BYTES.with(Cell::get) - before) as f64 / values.len() as f64;
+        println!("MemoryStore: {per_key:.0} bytes per key ({kind} key values)");
+        assert_eq!(store.len(), values.len());
+        let bound = if kind == "integer" {
+            450.0
+        } else {
+            450.0 + 256.0 + 64.0
+        };
+        assert!(per_key < bound, "{per_key} bytes per {kind} key");
+    }
 }

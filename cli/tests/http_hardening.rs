@@ -233,6 +233,7 @@ fn a_paused_redis_holds_no_runtime_worker() {
     });
     let all = started.elapsed();
     redis.resume();
+    println!("Redis paused: a call with no limit took {free:?}; 32 limited calls all refused within {all:?}");
     for (status, _, body) in &limited {
         assert_eq!(*status, 200);
         assert!(body.contains("store_failed"), "{body}");

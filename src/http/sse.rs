@@ -33,6 +33,9 @@ impl Event {
     }
 }
 
+/// UTF-8's byte order mark, dropped at the start of a stream.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Why a stream cannot be parsed on.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TooLarge;
@@ -49,8 +52,10 @@ pub(crate) struct Parser {
     max: usize,
     /// The last byte was a CR: an LF right after it ends nothing more.
     after_cr: bool,
-    /// At the very start: a BOM there is dropped.
+    /// Past the stream's first bytes, where a BOM is dropped.
     started: bool,
+    /// The first bytes, held until they show whether they are a BOM.
+    head: Vec<u8>,
     /// `data` lines read for the current event.
     data_lines: usize,
 }
@@ -65,6 +70,7 @@ impl Parser {
             max,
             after_cr: false,
             started: false,
+            head: Vec::new(),
             data_lines: 0,
         }
     }
@@ -76,14 +82,24 @@ impl Parser {
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), TooLarge> {
         if !self.started {
-            if chunk.is_empty() {
+            let take = (BOM.len() - self.head.len()).min(chunk.len());
+            let (first, rest) = chunk.split_at(take);
+            self.head.extend_from_slice(first);
+            chunk = rest;
+            if BOM.starts_with(&self.head) && self.head.len() < BOM.len() {
                 return Ok(());
             }
             self.started = true;
-            if let Some(rest) = chunk.strip_prefix(b"\xEF\xBB\xBF") {
-                chunk = rest;
+            let head = std::mem::take(&mut self.head);
+            if head != BOM {
+                self.lines(&head, emit)?;
             }
         }
+        self.lines(chunk, emit)
+    }
+
+    /// Reads `chunk` past the stream's start.
+    fn lines(&mut self, chunk: &[u8], emit: &mut dyn FnMut(Event)) -> Result<(), TooLarge> {
         let mut start = 0;
         for (i, &byte) in chunk.iter().enumerate() {
             if byte != b'\r' && byte != b'\n' {

@@ -10,37 +10,20 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/block_on.rs"]
+mod block_on;
+
+use block_on::block_on;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use mcp_policy::http::{Identity, PolicyLayer};
 use mcp_policy::{Engine, ManualClock, Policy};
 use serde_json::{json, Value};
-use std::future::Future;
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
-
-/// Runs a future to completion on this thread.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
 
 /// An MCP server's HTTP side: `tools/list` lists a hidden and a denied tool; `tools/call`
 /// of `fail` is an `isError` result and of `missing` a JSON-RPC error; answers are

@@ -10,6 +10,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/block_on.rs"]
+mod block_on;
+
+use block_on::block_on;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -17,30 +21,12 @@ use mcp_policy::http::{Identity, PolicyLayer, PolicyService, Timer};
 use mcp_policy::{Engine, ManualClock, Policy};
 use serde_json::{json, Value};
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
 
 type Answer = Arc<dyn Fn(&Method, &Value) -> Option<Response<Full<Bytes>>> + Send + Sync>;
 

@@ -247,7 +247,7 @@ where
                 .and_then(|v| v.to_str().ok())
             {
                 if let Ok(mut sessions) = self.shared.sessions.lock() {
-                    sessions.start(created, &identity, Arc::clone(&relay));
+                    sessions.start(created, elicits);
                 }
             }
         }
@@ -308,12 +308,9 @@ where
 
     /// The relay of session `id` for `identity`.
     fn session_relay(&self, id: &str, identity: &Identity) -> Arc<Relay> {
-        let found = self
-            .shared
-            .sessions
-            .lock()
-            .ok()
-            .map(|mut sessions| sessions.relay(id, identity, || self.relay(identity, false)));
+        let found = self.shared.sessions.lock().ok().map(|mut sessions| {
+            sessions.relay(id, identity, |elicits| self.relay(identity, elicits))
+        });
         match found {
             Some((relay, swept)) => {
                 swept

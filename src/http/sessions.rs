@@ -18,8 +18,16 @@ type Key = (String, Identity);
 
 pub(crate) struct Sessions {
     relays: HashMap<Key, Session>,
+    /// Sessions the server created, with whether their `initialize` declared
+    /// elicitation: their relays, made on first use, ask approvals of the client.
+    started: HashMap<String, Started>,
     idle: Duration,
     last_sweep: Instant,
+}
+
+struct Started {
+    elicits: bool,
+    used: Instant,
 }
 
 struct Session {
@@ -31,6 +39,7 @@ impl Sessions {
     pub(crate) fn new(idle: Duration) -> Sessions {
         Sessions {
             relays: HashMap::new(),
+            started: HashMap::new(),
             idle,
             last_sweep: Instant::now(),
         }
@@ -40,48 +49,53 @@ impl Sessions {
         self.idle = idle;
     }
 
-    /// The session's relay, made by `make` when the session is new here. Also forgets
-    /// sessions idle too long; what their relays still held is returned for the audit log.
+    /// The session's relay, made by `make` when the session is new here (told whether
+    /// the session's `initialize` declared elicitation). Also forgets sessions idle too
+    /// long; what their relays still held is returned for the audit log.
     pub(crate) fn relay(
         &mut self,
         id: &str,
         who: &Identity,
-        make: impl FnOnce() -> Relay,
+        make: impl FnOnce(bool) -> Relay,
     ) -> (Arc<Relay>, Vec<Output>) {
         let now = Instant::now();
         let swept = self.sweep(now);
+        let elicits = self.started.get_mut(id).is_some_and(|started| {
+            started.used = now;
+            started.elicits
+        });
         let key = (id.to_owned(), who.clone());
         if let Some(session) = self.relays.get_mut(&key) {
             session.used = now;
             return (Arc::clone(&session.relay), swept);
         }
-        let relay = Arc::new(make());
-        self.insert(key, Arc::clone(&relay), now);
+        let relay = Arc::new(make(elicits));
+        bounded_insert(
+            &mut self.relays,
+            key,
+            Session {
+                relay: Arc::clone(&relay),
+                used: now,
+            },
+            |s| s.used,
+        );
         (relay, swept)
     }
 
-    /// Starts a session the server just created, with the relay that made its `initialize`.
-    pub(crate) fn start(&mut self, id: &str, who: &Identity, relay: Arc<Relay>) {
-        self.insert((id.to_owned(), who.clone()), relay, Instant::now());
+    /// A session the server just created in answer to an `initialize` that did or did
+    /// not declare elicitation.
+    pub(crate) fn start(&mut self, id: &str, elicits: bool) {
+        let started = Started {
+            elicits,
+            used: Instant::now(),
+        };
+        bounded_insert(&mut self.started, id.to_owned(), started, |s| s.used);
     }
 
     /// The session ended (`DELETE`).
     pub(crate) fn end(&mut self, id: &str, who: &Identity) {
         self.relays.remove(&(id.to_owned(), who.clone()));
-    }
-
-    fn insert(&mut self, key: Key, relay: Arc<Relay>, now: Instant) {
-        if self.relays.len() >= MAX_SESSIONS && !self.relays.contains_key(&key) {
-            let oldest = self
-                .relays
-                .iter()
-                .min_by_key(|(_, session)| session.used)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
-                self.relays.remove(&oldest);
-            }
-        }
-        self.relays.insert(key, Session { relay, used: now });
+        self.started.remove(id);
     }
 
     /// Every so often: forgets idle sessions and answers requests their relays waited
@@ -94,6 +108,8 @@ impl Sessions {
         let idle = self.idle;
         self.relays
             .retain(|_, session| now.saturating_duration_since(session.used) < idle);
+        self.started
+            .retain(|_, started| now.saturating_duration_since(started.used) < idle);
         self.relays
             .values()
             .map(|session| session.relay.expire())
@@ -107,13 +123,31 @@ impl Sessions {
     }
 }
 
+/// Inserts into a map of at most `MAX_SESSIONS` entries, forgetting the one unused
+/// longest when full.
+fn bounded_insert<K, V>(map: &mut HashMap<K, V>, key: K, value: V, used: impl Fn(&V) -> Instant)
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    if map.len() >= MAX_SESSIONS && !map.contains_key(&key) {
+        let oldest = map
+            .iter()
+            .min_by_key(|(_, v)| used(v))
+            .map(|(k, _)| k.clone());
+        if let Some(oldest) = oldest {
+            map.remove(&oldest);
+        }
+    }
+    map.insert(key, value);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::{Engine, Policy};
 
-    fn relay() -> Relay {
+    fn relay(_elicits: bool) -> Relay {
         let policy: Policy = r#"{"version": "1"}"#.parse().unwrap();
         Relay::builder(Engine::new(policy)).build()
     }

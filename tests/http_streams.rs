@@ -285,3 +285,36 @@ fn a_blocking_pool_runs_the_decisions() {
         "two decisions and one answer"
     );
 }
+
+/// A body that never finishes arriving.
+struct Trickle;
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_body_that_never_arrives_times_out() {
+    let upstream = Upstream {
+        received: Arc::default(),
+        answer: Arc::new(|_, _| sse(String::new())),
+    };
+    let timer: Timer = Arc::new(|_| Box::pin(std::future::ready(())));
+    let engine = Engine::new(POLICY.parse::<Policy>().unwrap());
+    let identity: fn(&http::request::Parts) -> Identity = identity;
+    let mut service = PolicyLayer::new(engine, identity)
+        .timer(timer)
+        .layer(upstream.clone());
+    let request = Request::post("/mcp").body(Trickle).unwrap();
+    let response = block_on(service.call(request)).unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(upstream.received.lock().unwrap().is_empty());
+}

@@ -325,3 +325,38 @@ fn a_paused_redis_bounds_every_decision_by_the_timeout() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A decision that has to open a connection to a paused Redis is bounded by the timeout
+/// too: the client library's handshake once took twice the timeout given to it.
+#[test]
+fn connecting_to_a_paused_redis_stays_within_the_timeout() {
+    if redis_server::skip() {
+        return;
+    }
+    let server = RedisServer::start();
+    let engine = Engine::builder(policy(
+        r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1000}]}}}"#,
+    ))
+    .store(
+        server
+            .store()
+            .timeout(Duration::from_millis(400))
+            .connections(4),
+    )
+    .build();
+    assert!(engine.evaluate(&ToolCall::new("t").grant("g")).is_allowed());
+    server.pause();
+    // Four calls: three of them on connections not yet opened.
+    for _ in 0..4 {
+        let started = Instant::now();
+        let decision = engine.evaluate(&ToolCall::new("t").grant("g"));
+        let took = started.elapsed();
+        assert_eq!(decision.code(), "store_failed", "{decision}");
+        // Loose: the timeout is 400 ms; twice it is what the bug cost.
+        assert!(
+            took < Duration::from_millis(700),
+            "a decision took {took:?}: {decision}"
+        );
+    }
+    server.resume();
+}

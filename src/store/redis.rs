@@ -334,13 +334,16 @@ impl RedisStore {
             return Err(timed_out("waiting for a free connection"));
         }
         if cell.is_none() {
-            let connection =
-                self.client
-                    .get_connection_with_timeout(left())
-                    .map_err(|e| match e.is_timeout() {
-                        true => timed_out("connecting"),
-                        false => store_error(e),
-                    })?;
+            // The client's handshake reads each of its replies with the whole timeout it
+            // is given (two of them with a password and a database): give it half of what
+            // is left, so connecting cannot outlast the deadline.
+            let connection = self
+                .client
+                .get_connection_with_timeout((left() / 2).max(Duration::from_millis(1)))
+                .map_err(|e| match e.is_timeout() {
+                    true => timed_out("connecting"),
+                    false => store_error(e),
+                })?;
             *cell = Some(connection);
             if Instant::now() >= deadline {
                 return Err(timed_out("connecting"));

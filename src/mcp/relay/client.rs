@@ -1,0 +1,406 @@
+//! Messages from the client: requests evaluated against the policy, refusals, audit
+//! records, notifications and answers to the server's requests.
+
+use super::approvals::*;
+use super::jsonrpc::*;
+use super::table::*;
+use super::trace::*;
+use super::*;
+use crate::audit::AuditRecord;
+use crate::call::ToolCall;
+use crate::decision::Decision;
+use crate::mcp::{refusal, tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
+use serde_json::{json, Map, Value};
+
+impl Relay {
+    pub(super) fn client_message(&self, message: Value, out: &mut Output) {
+        // The request's W3C trace context, carried into the span of everything it causes.
+        #[cfg(feature = "tracing")]
+        let _span = {
+            let text = |pointer: &str| {
+                message
+                    .pointer(pointer)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (method, traceparent, tracestate) = (
+                text("/method"),
+                text("/params/_meta/traceparent"),
+                text("/params/_meta/tracestate"),
+            );
+            tracing::info_span!(
+                "mcp_policy.request",
+                method = method.as_str(),
+                traceparent = traceparent.as_str(),
+                tracestate = tracestate.as_str(),
+            )
+            .entered()
+        };
+        let Value::Object(mut map) = message else {
+            let why = if message.is_array() {
+                "batches (JSON arrays) are not accepted: send each message on its own"
+            } else {
+                "a JSON-RPC message is a JSON object"
+            };
+            return client_error(out, &Value::Null, INVALID_REQUEST, why);
+        };
+        // The id to answer with, if the message has a usable one.
+        let id = match map.get("id") {
+            None => None,
+            Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+            Some(_) => {
+                return client_error(
+                    out,
+                    &Value::Null,
+                    INVALID_REQUEST,
+                    "\"id\" must be a string or a number",
+                )
+            }
+        };
+        let answer_id = id.clone().unwrap_or(Value::Null);
+        if let Err(why) = check_envelope(&map) {
+            return client_error(out, &answer_id, INVALID_REQUEST, &why);
+        }
+        let method = match map.remove("method") {
+            Some(Value::String(method)) => method,
+            Some(_) => {
+                return client_error(
+                    out,
+                    &answer_id,
+                    INVALID_REQUEST,
+                    "\"method\" must be a string",
+                )
+            }
+            None => return self.client_response(map, id, out),
+        };
+        if let Some(exact) = case_variant_of(&method, INTERPRETED_METHODS) {
+            return client_error(
+                out,
+                &answer_id,
+                INVALID_REQUEST,
+                &format!(
+                    "unknown method {}; method names are case-sensitive: did you mean \
+                     \"{exact}\"?",
+                    json!(method)
+                ),
+            );
+        }
+        let params = map.remove("params");
+        if matches!(&params, Some(p) if !p.is_object() && !p.is_array()) {
+            return client_error(
+                out,
+                &answer_id,
+                INVALID_REQUEST,
+                "\"params\" must be an object or an array",
+            );
+        }
+        let Some(id) = id else {
+            return self.client_notification(method, params, out);
+        };
+        let mut request = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if let (Some(params), Some(request)) = (params, request.as_object_mut()) {
+            request.insert("params".into(), params);
+        }
+        let revision = self.revision_of(&request);
+        let kind = match method.as_str() {
+            "tools/call" => match self.evaluate(&mut request, &id, revision, out) {
+                Some(kind) => kind,
+                None => return,
+            },
+            "tools/list" => Kind::ToolsList,
+            "initialize" => {
+                let elicits = request
+                    .pointer("/params/capabilities/elicitation")
+                    .is_some();
+                self.state.lock().client_elicits = elicits;
+                Kind::Initialize
+            }
+            _ => Kind::Other,
+        };
+        self.forward(request, id, kind, revision, out);
+    }
+
+    /// Evaluates a `tools/call` request; answers it here and returns `None` unless it may
+    /// go to the server. A retry carrying this relay's sealed state has it checked and
+    /// removed from `request` (a continuation's server state put back) before it is
+    /// forwarded.
+    pub(super) fn evaluate(
+        &self,
+        request: &mut Value,
+        id: &Value,
+        revision: Revision,
+        out: &mut Output,
+    ) -> Option<Kind> {
+        if let Some(Value::Object(params)) = request.get("params") {
+            if let Some((found, exact)) = params
+                .keys()
+                .find_map(|k| case_variant_of(k, CALL_PARAMS).map(|e| (k, e)))
+            {
+                client_error(
+                    out,
+                    id,
+                    INVALID_PARAMS,
+                    &format!(
+                        "params member {} is not \"{exact}\"; member names are case-sensitive",
+                        json!(found)
+                    ),
+                );
+                return None;
+            }
+        }
+        let retry = match self.take_state(request) {
+            None => None,
+            Some(state) => match self.open_state(&state) {
+                Ok(sealed) if sealed.continuation => {
+                    return self.continuation(request, sealed, id, revision, out);
+                }
+                Ok(sealed) => Some((Ok(sealed), take_approval_answer(request))),
+                Err(e) => Some((Err(e), None)),
+            },
+        };
+        let can_elicit = revision.requires_result_type()
+            && request
+                .pointer("/params/_meta")
+                .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META))
+                .and_then(|caps| caps.get("elicitation"))
+                .is_some();
+        let call = self.checked_call(request, id, out)?;
+        if let Some((sealed, answer)) = retry {
+            let decision =
+                self.approved_retry(&call, sealed, answer.as_ref(), id, revision, out)?;
+            return Some(self.call_kind(decision, &call, id, out));
+        }
+        let decision = self.engine.evaluate(&call);
+        out.notes.push(decision.to_string());
+        if decision.is_allowed() {
+            return Some(self.call_kind(decision, &call, id, out));
+        }
+        if let (Decision::RequireApproval { reason, .. }, Some(approvals)) =
+            (&decision, &self.approvals)
+        {
+            if can_elicit {
+                self.record(id, &call, &decision, out);
+                self.ask_in_result(approvals, &call, reason, id, out);
+                return None;
+            }
+            if !revision.requires_result_type() && self.state.lock().client_elicits {
+                self.ask_by_request(
+                    approvals, &call, &decision, reason, request, id, revision, out,
+                );
+                return None;
+            }
+        }
+        self.refuse(id, &call, &decision, revision, out);
+        None
+    }
+
+    /// The call a `tools/call` request makes, with the relay's identity; `None` after
+    /// answering a request that is malformed, or that arrives once the server is gone.
+    pub(super) fn checked_call<'r>(
+        &'r self,
+        request: &'r Value,
+        id: &Value,
+        out: &mut Output,
+    ) -> Option<ToolCall<'r>> {
+        let call = match tool_call(request) {
+            Ok(call) => call,
+            Err(e) => {
+                client_error(out, id, e.code(), &e.to_string());
+                return None;
+            }
+        };
+        let policy = self.engine.policy();
+        if let Some(variant) = call.args().and_then(|a| policy.case_variant_argument(a)) {
+            let exact = variant.expected;
+            client_error(
+                out,
+                id,
+                INVALID_PARAMS,
+                &format!(
+                    "argument {} is spelled \"{exact}\" in the policy; argument names are \
+                     case-sensitive, and a server that ignores case would read it as \"{exact}\"",
+                    json!(variant.found)
+                ),
+            );
+            return None;
+        }
+        if self.state.lock().server_gone {
+            client_error(out, id, GATEWAY_ERROR, "the MCP server has exited");
+            return None;
+        }
+        Some(call.ids(
+            self.grant.as_deref(),
+            self.agent.as_deref(),
+            self.session.as_deref(),
+        ))
+    }
+
+    /// Answers a refused call with its refusal.
+    pub(super) fn refuse(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        revision: Revision,
+        out: &mut Output,
+    ) {
+        let cannot_ask =
+            self.approvals.is_some() && matches!(decision, Decision::RequireApproval { .. });
+        let note = cannot_ask.then_some(
+            "This client cannot show approval requests (it declared no elicitation \
+             capability), so the call cannot be approved from here.",
+        );
+        self.refuse_with_note(id, call, decision, revision, note, out);
+    }
+
+    /// Answers a refused call with its refusal, `note` added to its text.
+    pub(super) fn refuse_with_note(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        revision: Revision,
+        note: Option<&str>,
+        out: &mut Output,
+    ) {
+        self.record(id, call, decision, out);
+        if let Some(mut answer) = refusal(id, decision, revision) {
+            if let (Some(note), Some(Value::String(text))) =
+                (note, answer.pointer_mut("/result/content/0/text"))
+            {
+                text.push(' ');
+                text.push_str(note);
+            }
+            out.to_client.push(answer.to_string());
+        }
+    }
+
+    /// Keeps the audit record of `decision` (when auditing); its id.
+    pub(super) fn record(
+        &self,
+        id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        out: &mut Output,
+    ) -> Option<String> {
+        // The shadow policy decides every call once, audited or not, with its own counts.
+        let shadow = self.engine.shadow_evaluate(call);
+        if !self.audit && !tracing_on() {
+            return None;
+        }
+        let mut nonce = [0u8; 12];
+        let _ = getrandom::fill(&mut nonce);
+        let record_id = crate::mcp::digest::hex(&nonce);
+        let mut record = AuditRecord::new(&record_id, id, call, decision);
+        if let Some(hex) = self.policy_sha256.lock().clone() {
+            record = record.policy_sha256(hex);
+        }
+        if let Some(shadow) =
+            shadow.filter(|s| s.code() != decision.code() || s.rule() != decision.rule())
+        {
+            record = record.shadow(&shadow);
+        }
+        trace_decision(&record);
+        if !self.audit {
+            return None;
+        }
+        out.audit
+            .push(serde_json::to_string(&record).unwrap_or_default());
+        Some(record_id)
+    }
+
+    /// What an allowed call waits as: a call whose outcome settles its charges, with its
+    /// binding when a continuation may have to be sealed.
+    pub(super) fn call_kind(
+        &self,
+        decision: Decision,
+        call: &ToolCall<'_>,
+        id: &Value,
+        out: &mut Output,
+    ) -> Kind {
+        let audit = self.record(id, call, &decision, out);
+        let binding = self
+            .approvals
+            .as_ref()
+            .map(|_| Box::new(self.binding(call)));
+        Kind::Call {
+            decision: Box::new(decision),
+            binding,
+            audit,
+        }
+    }
+
+    pub(super) fn client_notification(
+        &self,
+        method: String,
+        params: Option<Value>,
+        out: &mut Output,
+    ) {
+        if method == "tools/call" {
+            return client_error(
+                out,
+                &Value::Null,
+                INVALID_REQUEST,
+                "a tools/call needs an \"id\"; without one it is a notification, which is \
+                 never relayed",
+            );
+        }
+        let mut params = params;
+        if method == "notifications/cancelled" {
+            // The client names its own id; the server knows the relay's.
+            let client_id = params.as_ref().and_then(|p| p.get("requestId")).cloned();
+            let state = self.state.lock();
+            let ours = state
+                .pending
+                .iter()
+                .find(|(_, p)| Some(&p.client_id) == client_id.as_ref())
+                .map(|(&id, _)| id);
+            drop(state);
+            match (ours, params.as_mut().and_then(Value::as_object_mut)) {
+                (Some(ours), Some(p)) => {
+                    p.insert("requestId".into(), ours.into());
+                }
+                _ => {
+                    out.notes.push(format!(
+                        "dropped a cancellation of request {}, which is not waiting for the \
+                         server",
+                        client_id.unwrap_or(Value::Null)
+                    ));
+                    return;
+                }
+            }
+        }
+        out.to_server.push(notification(method, params));
+    }
+
+    /// A response from the client: relayed only if it answers an open server request.
+    pub(super) fn client_response(
+        &self,
+        mut map: Map<String, Value>,
+        id: Option<Value>,
+        out: &mut Output,
+    ) {
+        let (result, error) = (map.remove("result"), map.remove("error"));
+        let (Some(id), true) = (id, result.is_some() != error.is_some()) else {
+            out.notes.push(
+                "dropped a message from the client that is neither a request, a \
+                 notification, nor a response with an id and one of result or error"
+                    .into(),
+            );
+            return;
+        };
+        let asking = self.state.lock().asking.remove(&id.to_string());
+        if let Some(asking) = asking {
+            return self.answered_approval(asking, &id, result.as_ref(), out);
+        }
+        let open = self.state.lock().server_requests.remove(&id.to_string());
+        if open.is_none() {
+            out.notes.push(format!(
+                "dropped a response from the client to {id}, which the server did not ask"
+            ));
+            return;
+        }
+        out.to_server.push(response(id, result, error));
+    }
+}

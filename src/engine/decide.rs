@@ -1,0 +1,161 @@
+//! The steps of evaluation, in order: hidden, pinned, matched rule, deny, approval, limits.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn decide<'a>(
+        &self,
+        policy: &Policy,
+        call: &ToolCall<'a>,
+        record: bool,
+    ) -> Decision {
+        let tool = call.name();
+        let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
+            tool: ToolName::new(tool),
+            rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+            code,
+            reason,
+            limit: None,
+        };
+
+        // 1. Hidden. A name longer than any MCP tool name is refused before matching, which
+        // costs up to the name's length per glob.
+        if tool.len() > MAX_NAME_BYTES {
+            return deny(
+                None,
+                DenyCode::Hidden,
+                Reason::fixed(
+                    "tool names longer than 512 bytes are refused (MCP tool names are at most \
+                     128 characters)",
+                ),
+            );
+        }
+        // 2. Match: hidden, or the rule (one lookup).
+        let Resolved::Rule(rule) = policy.resolve(tool) else {
+            return deny(
+                None,
+                DenyCode::Hidden,
+                Reason::fixed("this tool is hidden by the policy"),
+            );
+        };
+        // 1b. Pinned: the definition the server last listed must have the pinned digest.
+        let mut drifted = None;
+        if let Some(pin) = policy.pins.get(tool) {
+            let catalog = self.tools.load();
+            let seen = catalog.get(tool).map(|t| t.digest.as_str());
+            if seen != Some(pin.as_str()) {
+                let why = match seen {
+                    Some(seen) => format!(
+                        "the definition of tool \"{tool}\" changed since it was pinned \
+                         (listed {seen}, pinned {pin})"
+                    ),
+                    None => format!(
+                        "tool \"{tool}\" is pinned but the server has not listed it, so its \
+                         definition cannot be checked"
+                    ),
+                };
+                match policy.on_drift {
+                    OnDrift::Deny | OnDrift::Hide => {
+                        return deny(rule, DenyCode::PinDrift, Reason::composed(why));
+                    }
+                    OnDrift::RequireApproval => drifted = Some(why),
+                }
+            }
+        }
+        let rule = self.or_annotation_rule(policy, tool, rule);
+        let action = rule.map_or(policy.default, |r| r.action);
+        // 3. Deny.
+        if action == Action::Deny {
+            return match rule {
+                Some(r) => deny(
+                    rule,
+                    DenyCode::RuleDenied,
+                    rule_reason(r, "denied by the policy"),
+                ),
+                None => deny(
+                    None,
+                    DenyCode::DefaultDenied,
+                    Reason::fixed("no rule allows this tool, and the policy denies by default"),
+                ),
+            };
+        }
+        let args = call.args();
+        let sections = || rule.into_iter().chain(std::iter::once(&policy.all_tools));
+        let has_conditions =
+            rule.is_some_and(Rule::has_conditions) || policy.all_tools.has_conditions();
+        for section in sections().filter(|_| has_conditions) {
+            if let Some(c) = section.require.iter().find(|c| !c.holds(args)) {
+                return deny(
+                    rule,
+                    DenyCode::RequirementFailed,
+                    condition_reason(c, section),
+                );
+            }
+            if let Some(c) = section.deny_if.iter().find(|c| c.holds(args)) {
+                return deny(rule, DenyCode::DenyCondition, condition_reason(c, section));
+            }
+        }
+        // 4. Approval.
+        if !call.is_approved() {
+            let reason = if let Some(why) = drifted {
+                Some(Reason::composed(why))
+            } else if action == Action::RequireApproval {
+                Some(match rule {
+                    Some(r) => rule_reason(r, "this tool needs a person's approval"),
+                    None => Reason::fixed(
+                        "no rule matches this tool, and the policy requires approval by default",
+                    ),
+                })
+            } else if !has_conditions {
+                None
+            } else {
+                sections().find_map(|section| {
+                    section
+                        .approve_if
+                        .iter()
+                        .find(|c| c.holds(args))
+                        .map(|c| condition_reason(c, section))
+                })
+            };
+            if let Some(reason) = reason {
+                return Decision::RequireApproval {
+                    tool: ToolName::new(tool),
+                    rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                    reason,
+                };
+            }
+        }
+        // 5. Limits.
+        if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
+            return Decision::Allow {
+                tool: ToolName::new(tool),
+                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                usage: Usage::none(),
+                approval: call.approval_id().map(str::to_owned),
+            };
+        }
+        let limits = rule
+            .into_iter()
+            .flat_map(Rule::all_limits)
+            .chain(policy.all_tools.all_limits());
+        self.check_limits(policy, limits, rule, call, record)
+    }
+}
+
+/// The rule's own reason, else `fallback`.
+pub(super) fn rule_reason(rule: &Rule, fallback: &'static str) -> Reason {
+    match &rule.reason {
+        Some(reason) => Reason::shared(reason),
+        None => Reason::fixed(fallback),
+    }
+}
+
+/// The most specific reason for a condition: its own, its rule's, or a description.
+pub(super) fn condition_reason(condition: &Condition, section: &Rule) -> Reason {
+    let text = condition
+        .reason
+        .as_ref()
+        .or(section.reason.as_ref())
+        .unwrap_or(&condition.fallback);
+    Reason::shared(text)
+}

@@ -1,0 +1,186 @@
+//! Rules (`tools` entries, `all_tools`, annotation rules) and their conditions.
+
+use super::*;
+
+pub(super) fn rule(
+    key: &str,
+    map: &Map<String, Value>,
+    path: &str,
+    counters: &mut Counters,
+) -> Result<Rule, PolicyError> {
+    let mut problems = Problems::default();
+    let action = match problems
+        .take(optional_string(map, path, "action"))
+        .flatten()
+    {
+        Some(name) => problems.take(action(name, &join(path, "action"))),
+        None => Some(Action::Allow),
+    };
+    if action == Some(Action::Deny) {
+        for field in ["require", "deny_if", "approve_if", "limits", "rate_limit"] {
+            if map.get(field).is_some_and(|v| !is_empty_list(v)) {
+                problems.0.push(PolicyError::at(
+                    &join(path, field),
+                    format!(
+                        "this rule's action is \"deny\", so it refuses every call and \
+                         \"{field}\" would never apply; remove \"{field}\" or change the action"
+                    ),
+                ));
+            }
+        }
+    }
+    let body = problems.take(body(
+        key,
+        map,
+        path,
+        action.unwrap_or(Action::Allow),
+        counters,
+    ));
+    let reason = problems
+        .take(optional_string(map, path, "reason"))
+        .flatten()
+        .map(Arc::from);
+    let mut rate = None;
+    if let Some(v) = map.get("rate_limit") {
+        let rate_path = join(path, "rate_limit");
+        let limit = rate_limit(v, &rate_path).and_then(|(max, window_secs, scope)| {
+            let (counter, slot) = counters.get(key, window_secs, scope, None, &rate_path)?;
+            Ok(Limit {
+                counter,
+                key: None,
+                slot,
+                max,
+                cost: Cost::Fixed(1),
+                refund: Refund::default(),
+            })
+        });
+        rate = problems.take(limit);
+    }
+    let mut rule = body.unwrap_or_else(|| empty_rule(key));
+    rule.reason = reason;
+    rule.rate_limit = rate;
+    problems.into_result(rule)
+}
+
+/// The parts a rule shares with `all_tools`: conditions and limits.
+pub(super) fn body(
+    key: &str,
+    map: &Map<String, Value>,
+    path: &str,
+    action: Action,
+    counters: &mut Counters,
+) -> Result<Rule, PolicyError> {
+    let mut problems = Problems::default();
+    let mut rule = empty_rule(key);
+    rule.action = action;
+    rule.require = problems
+        .take(conditions(map, path, "require"))
+        .unwrap_or_default();
+    rule.deny_if = problems
+        .take(conditions(map, path, "deny_if"))
+        .unwrap_or_default();
+    rule.approve_if = problems
+        .take(conditions(map, path, "approve_if"))
+        .unwrap_or_default();
+    if let Some(v) = map.get("limits") {
+        let list_path = join(path, "limits");
+        let items = problems.take(array(v, &list_path, "a list of limits"));
+        for (i, item) in items.unwrap_or_default().iter().enumerate() {
+            if let Some(limit) = problems.take(limit(item, &index(&list_path, i), counters)) {
+                rule.limits.push(limit);
+            }
+        }
+    }
+    problems.into_result(rule)
+}
+
+pub(super) fn conditions(
+    map: &Map<String, Value>,
+    path: &str,
+    field: &str,
+) -> Result<Vec<Condition>, PolicyError> {
+    let Some(v) = map.get(field) else {
+        return Ok(Vec::new());
+    };
+    let list_path = join(path, field);
+    let items = array(
+        v,
+        &list_path,
+        "a list of conditions such as [{\"path\": \"args.amount\", \"op\": \"lte\", \"value\": 100}]",
+    )?;
+    let mut problems = Problems::default();
+    let parsed = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| problems.take(condition(item, &index(&list_path, i), field)))
+        .collect();
+    problems.into_result(parsed)
+}
+
+pub(super) fn condition(v: &Value, path: &str, field: &str) -> Result<Condition, PolicyError> {
+    let map = object(
+        v,
+        path,
+        "a condition such as {\"path\": \"args.status\", \"op\": \"eq\", \"value\": \"Open\"}",
+    )?;
+    known_fields(map, path, CONDITION_FIELDS)?;
+    let arg_path_text = required_string(map, path, "path", "a path such as \"args.amount\"")?;
+    let arg_path =
+        ArgPath::parse(arg_path_text).map_err(|msg| PolicyError::at(&join(path, "path"), msg))?;
+    let op_name = required_string(map, path, "op", "an operator name")?;
+    if !OP_NAMES.contains(&op_name) {
+        return Err(PolicyError::at(
+            &join(path, "op"),
+            format!(
+                "unknown operator {}; expected one of {}{}",
+                describe_str(op_name),
+                OP_NAMES.join(", "),
+                suggestion(op_name, &OP_NAMES)
+            ),
+        ));
+    }
+    let Some(operand) = map.get("value") else {
+        return Err(PolicyError::at(
+            path,
+            format!("missing field \"value\": the operand of \"{op_name}\""),
+        ));
+    };
+    let op = Op::build(op_name, operand).map_err(|msg| {
+        PolicyError::at(
+            &join(path, "value"),
+            format!("{msg}, found {}", describe(operand)),
+        )
+    })?;
+    let because = match field {
+        "require" => "requirement not met:",
+        "deny_if" => "denied because",
+        _ => "needs approval because",
+    };
+    let ignore_case = match map.get("ignore_case") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if CASE_OPS.contains(&op_name) => true,
+        Some(Value::Bool(true)) => {
+            return Err(PolicyError::at(
+                &join(path, "ignore_case"),
+                format!(
+                    "ignore_case applies to the string comparisons of {}; \"{op_name}\" has none",
+                    CASE_OPS.join(", ")
+                ),
+            ))
+        }
+        Some(other) => {
+            return Err(PolicyError::at(
+                &join(path, "ignore_case"),
+                format!("expected true or false, found {}", describe(other)),
+            ))
+        }
+    };
+    let fallback = format!("{because} {} {op_name} {operand}", arg_path.as_str());
+    Ok(Condition {
+        path: arg_path,
+        folded: ignore_case.then(|| op.folded()),
+        op,
+        reason: optional_string(map, path, "reason")?.map(Arc::from),
+        fallback: fallback.into(),
+    })
+}

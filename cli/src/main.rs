@@ -29,7 +29,6 @@ mod check;
 mod explain;
 mod files;
 mod gateway;
-mod http_gateway;
 mod pin;
 mod policy_tests;
 mod replay;

@@ -2,6 +2,7 @@
 //! (hyper) that serves one path, authenticates bearer tokens against a file of SHA-256
 //! digests, and forwards through the library's `http::PolicyLayer` to the upstream URL.
 
+use super::reload::{file_sha256, reload, watch, RECLAIM_EVERY};
 use crate::files::read_text;
 use crate::Failure;
 use bytes::Bytes;
@@ -38,7 +39,7 @@ pub struct HttpOptions {
     pub policy: PathBuf,
     pub reload_interval: Duration,
     pub max_message: usize,
-    pub audit: Option<std::fs::File>,
+    pub audit: Option<super::AuditLog>,
     pub shadow: Option<PathBuf>,
     pub metrics: Option<SocketAddr>,
     /// How long the upstream may take to start answering.
@@ -164,19 +165,10 @@ async fn serve(
     let engine = Arc::new(engine);
     let identity: fn(&http::request::Parts) -> Identity = identity_of;
     let mut layer = PolicyLayer::new(Arc::clone(&engine), identity);
-    if let Some(file) = options.audit {
-        let file = std::sync::Mutex::new(file);
-        layer = layer.audit(Arc::new(move |record: &str| {
-            use std::io::Write;
-            if let Ok(mut file) = file.lock() {
-                // Flushed per record; a full disk is reported and the call goes on.
-                if let Err(e) = writeln!(file, "{record}").and_then(|()| file.flush()) {
-                    eprintln!("mcp-policy gateway: cannot write the audit log: {e}");
-                }
-            }
-        }));
+    if let Some(log) = options.audit {
+        layer = layer.audit(Arc::new(move |record: &str| log.write([record])));
     }
-    if let Some(hex) = crate::gateway::file_sha256(&options.policy) {
+    if let Some(hex) = file_sha256(&options.policy) {
         layer.set_policy_sha256(hex);
     }
     let mut layer = layer
@@ -233,15 +225,11 @@ async fn serve(
             .into_iter()
             .chain(shadow.clone())
             .collect();
-        crate::gateway::watch(files, options.reload_interval, move |changed| {
+        watch(files, options.reload_interval, move |changed| {
             if changed != tokens {
-                return crate::gateway::reload(
-                    &engine,
-                    changed,
-                    &policy,
-                    shadow.as_deref(),
-                    |hex| shared.layer.set_policy_sha256(hex),
-                );
+                return reload(&engine, changed, &policy, shadow.as_deref(), |hex| {
+                    shared.layer.set_policy_sha256(hex)
+                });
             }
             match load_tokens(&tokens) {
                 Ok(new) => {
@@ -258,7 +246,7 @@ async fn serve(
         // Counts whose window has passed, and sessions idle too long, are forgotten.
         let (engine, shared) = (Arc::clone(&engine), Arc::clone(&shared));
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::gateway::RECLAIM_EVERY);
+            let mut every = tokio::time::interval(RECLAIM_EVERY);
             loop {
                 every.tick().await;
                 let engine = Arc::clone(&engine);

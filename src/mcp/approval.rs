@@ -11,7 +11,6 @@
 //!
 //! [`Engine::use_once`]: crate::Engine::use_once
 
-use super::digest::hex;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -218,7 +217,7 @@ impl ApprovalKey {
         let sealed = SealedApproval {
             binding: binding.clone(),
             expires_ms: now_ms.saturating_add(ttl_ms),
-            nonce: hex(&nonce),
+            nonce: hex::encode(nonce),
             continuation,
             inner,
         };

@@ -37,7 +37,7 @@ const UNPINNED_FIELDS: [&str; 1] = ["_meta"];
 pub fn canonical_sha256(value: &Value) -> String {
     let mut hasher = Sha256::new();
     write_canonical(value, &mut |bytes| hasher.update(bytes));
-    hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 /// `value` in canonical form, as text.
@@ -168,8 +168,4 @@ pub fn tool_digest(tool: &Value) -> String {
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     format!("sha256:{}", canonical_sha256(&Value::Object(kept)))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -340,7 +340,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(|token| hex(&Sha256::digest(token)));
+        .map(|token| hex::encode(Sha256::digest(token)));
     let entry = digest.as_ref().and_then(|d| {
         shared
             .tokens
@@ -432,8 +432,4 @@ fn plain(status: StatusCode, text: &str) -> Response<PolicyBody> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

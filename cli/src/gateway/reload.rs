@@ -14,12 +14,7 @@ pub const RECLAIM_EVERY: Duration = Duration::from_secs(60);
 pub fn file_sha256(path: &Path) -> Option<String> {
     use sha2::Digest;
     let bytes = std::fs::read(path).ok()?;
-    Some(
-        sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// Calls `on_change` with each of `files` whose modification time changed, looking every

@@ -245,7 +245,7 @@ impl Relay {
         let ask_id = Value::from(format!(
             "mcp-policy-approval-{}-{}",
             state.next_id,
-            crate::mcp::digest::hex(&nonce)
+            hex::encode(nonce)
         ));
         state.next_id += 1;
         state.asking.insert(

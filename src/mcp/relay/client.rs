@@ -291,7 +291,7 @@ impl Relay {
         }
         let mut nonce = [0u8; 12];
         let _ = getrandom::fill(&mut nonce);
-        let record_id = crate::mcp::digest::hex(&nonce);
+        let record_id = hex::encode(nonce);
         let mut record = AuditRecord::new(&record_id, id, call, decision);
         if let Some(hex) = self.policy_sha256.lock().clone() {
             record = record.policy_sha256(hex);

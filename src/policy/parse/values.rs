@@ -159,33 +159,10 @@ pub fn closest_name<'k>(found: &str, known: impl IntoIterator<Item = &'k str>) -
     known
         .into_iter()
         .filter(|word| word.len() <= 256)
-        .map(|word| (edit_distance(found, word), word))
+        .map(|word| (strsim::levenshtein(found, word), word))
         .filter(|&(distance, word)| distance <= 2.max(word.chars().count() / 4) && distance > 0)
         .min()
         .map(|(_, word)| word)
-}
-
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = i;
-        let mut left = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let up = row.get(j + 1).copied().unwrap_or(usize::MAX);
-            let substitute = diagonal + usize::from(ca != *cb);
-            let next = substitute.min(up + 1).min(left + 1);
-            diagonal = up;
-            if let Some(slot) = row.get_mut(j + 1) {
-                *slot = next;
-            }
-            left = next;
-        }
-        if let Some(first) = row.first_mut() {
-            *first = i + 1;
-        }
-    }
-    row.last().copied().unwrap_or(0)
 }
 
 /// `path.key`, or `path["odd key"]` when the key is not a plain name.
@@ -232,14 +209,6 @@ pub(super) fn describe_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("limts", "limits"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("minutes", "minute"), 1);
-        assert_eq!(edit_distance("same", "same"), 0);
-    }
 
     #[test]
     fn paths_quote_keys_that_are_not_plain_names() {

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::redis_server::{self, RedisServer};
+use common::redis_server::RedisServer;
 
 use mcp_policy::{
     Admission, Counter, CounterKey, CounterStore, Decision, DenyCode, Engine, LimitRequest,
@@ -21,10 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[test]
+#[ignore = "needs redis-server"]
 fn redis_store_passes_the_conformance_kit() {
-    if redis_server::skip() {
-        return;
-    }
     // One server for every case (each uses fresh counter names), stopped at the end.
     let server = RedisServer::start();
     mcp_policy::store::testing::check_store(&server.store(), 64).unwrap();
@@ -35,10 +33,8 @@ fn policy(text: &str) -> Policy {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let text = r#"{"version":"1","tools":{"t":{"limits":[{"counter":"shared","window":"hour","max":300,"scope":"grant"}]}}}"#;
     let engines: Vec<Arc<Engine>> = (0..2)
@@ -49,10 +45,8 @@ fn two_engines_sharing_one_redis_never_admit_more_than_max_together() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn a_refused_multi_limit_call_records_nothing_in_redis() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let store = server.store();
     let small = Counter::new("small", 60, Scope::Grant);
@@ -97,10 +91,8 @@ fn a_refused_multi_limit_call_records_nothing_in_redis() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn peek_and_release_work_through_redis() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1,"cost":"args.n"}]}}}"#,
@@ -124,10 +116,8 @@ fn peek_and_release_work_through_redis() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn keys_carry_the_prefix_and_expire_when_their_window_has_passed() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"second","max":5}]}}}"#,
@@ -155,10 +145,8 @@ fn keys_carry_the_prefix_and_expire_when_their_window_has_passed() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn a_flushed_script_is_sent_again() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":2}]}}}"#,
@@ -172,10 +160,8 @@ fn a_flushed_script_is_sent_again() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn server_time_mode_uses_the_redis_clock() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     // A manual clock stuck at the epoch: with server time it must not matter.
     let engine = Engine::builder(policy(
@@ -202,10 +188,8 @@ fn server_time_mode_uses_the_redis_clock() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn redis_down_fails_closed_naming_the_store_and_recovers_when_it_is_back() {
-    if redis_server::skip() {
-        return;
-    }
     let mut server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1000}]},"free":{}}}"#,
@@ -242,10 +226,8 @@ fn redis_down_fails_closed_naming_the_store_and_recovers_when_it_is_back() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn fail_open_allows_while_redis_is_down() {
-    if redis_server::skip() {
-        return;
-    }
     let mut server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"rate_limit":"1/minute"}}}"#,
@@ -266,10 +248,8 @@ fn a_bad_url_is_an_error_and_names_the_store() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn a_paused_redis_bounds_every_decision_by_the_timeout() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let store = Arc::new(
         server
@@ -329,10 +309,8 @@ fn a_paused_redis_bounds_every_decision_by_the_timeout() {
 /// A decision that has to open a connection to a paused Redis is bounded by the timeout
 /// too: the client library's handshake once took twice the timeout given to it.
 #[test]
+#[ignore = "needs redis-server"]
 fn connecting_to_a_paused_redis_stays_within_the_timeout() {
-    if redis_server::skip() {
-        return;
-    }
     let server = RedisServer::start();
     let engine = Engine::builder(policy(
         r#"{"version":"1","tools":{"t":{"limits":[{"window":"minute","max":1000}]}}}"#,

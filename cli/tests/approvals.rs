@@ -30,10 +30,9 @@ const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
   "whmcs_send_email":{"action":"require_approval","reason":"emails are reviewed","rate_limit":"2/minute"}}}"#;
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn a_person_approves_or_declines_through_the_python_sdk_client() {
-    let Some(stdout) = gateway::run_sdk_script("sdk_approvals.py", POLICY) else {
-        return;
-    };
+    let stdout = gateway::run_sdk_script("sdk_approvals.py", POLICY);
     for mode in ["auto", "legacy"] {
         for check in [
             "approved call ran exactly once",
@@ -153,10 +152,8 @@ fn an_expired_approval_never_reaches_the_server() {
 }
 
 #[test]
+#[ignore = "needs redis-server"]
 fn an_approval_used_at_one_gateway_is_refused_at_another_sharing_redis_and_key() {
-    if redis_server::skip() {
-        return;
-    }
     let redis = redis_server::RedisServer::start();
     let dir = std::env::temp_dir().join(format!("mcp-policy-shared-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

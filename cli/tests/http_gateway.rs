@@ -30,10 +30,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn the_python_sdk_works_through_the_http_gateway_on_json_and_event_streams() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     for mode in ["json", "sse"] {
         let stack = Stack::start(&python, mode);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_http_client.py");
@@ -69,10 +68,9 @@ fn the_python_sdk_works_through_the_http_gateway_on_json_and_event_streams() {
 }
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn unknown_tokens_batches_id_less_calls_and_contradicting_headers_never_reach_the_server() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     let stack = Stack::start(&python, "json");
     let bearer = format!("Bearer {TOKEN}");
     let auth = ("authorization", bearer.as_str());
@@ -121,10 +119,9 @@ fn unknown_tokens_batches_id_less_calls_and_contradicting_headers_never_reach_th
 }
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn a_hundred_concurrent_clients_never_pass_a_limit() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     let stack = std::sync::Arc::new(Stack::start(&python, "json"));
     // 100 clients, 12 calls each, against a global limit of 1 000 an hour.
     let bearer = format!("Bearer {TOKEN}");
@@ -188,10 +185,9 @@ fn a_hundred_concurrent_clients_never_pass_a_limit() {
 }
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     let mut stack = Stack::start(&python, "json");
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     let (status, _, _) = stack.post(list, &[("authorization", "Bearer new-token")]);
@@ -227,10 +223,9 @@ fn tokens_are_reloaded_on_change_and_sigterm_stops_the_gateway_cleanly() {
 }
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn decision_metrics_are_served_for_prometheus() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     let port = free_port();
     let stack = Stack::start_with(
         &python,

@@ -131,10 +131,9 @@ fn half_sent_requests_are_dropped_and_the_connection_cap_waits_without_spinning(
 /// The SDK's own resumable server: a client that resumes a stream with `GET` and
 /// `Last-Event-ID` must not get its `tools/list` answer replayed unfiltered.
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn a_resumed_stream_replays_nothing_unfiltered() {
-    let Some(python) = gateway::python_with_sdk() else {
-        return;
-    };
+    let python = gateway::python_with_sdk();
     let stack = Stack::start(&python, "resumable");
     let bearer = bearer();
     let auth = ("authorization", bearer.as_str());
@@ -207,10 +206,8 @@ fn a_resumed_stream_replays_nothing_unfiltered() {
 /// the blocking pool: the runtime's workers go on serving, so a call with no limit is
 /// answered at once, and every limited call is refused within about the timeout.
 #[test]
+#[ignore = "needs redis-server"]
 fn a_paused_redis_holds_no_runtime_worker() {
-    if redis_server::skip() {
-        return;
-    }
     let redis = redis_server::RedisServer::start();
     let stack = Stack::hostile(&["--redis".into(), redis.url()]);
     let bearer = bearer();

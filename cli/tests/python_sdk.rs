@@ -17,10 +17,9 @@ const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"
   "whmcs_close_client":{"action":"deny","reason":"never automated"}}}"#;
 
 #[test]
+#[ignore = "needs the MCP Python SDK"]
 fn the_python_sdk_client_works_through_the_gateway_on_every_revision() {
-    let Some(stdout) = gateway::run_sdk_script("sdk_client.py", POLICY) else {
-        return;
-    };
+    let stdout = gateway::run_sdk_script("sdk_client.py", POLICY);
     assert!(
         stdout.contains("auto: ok (protocol 2026-07-28)"),
         "{stdout}"

@@ -55,9 +55,10 @@ pub fn whmcs_server() -> PathBuf {
         .clone()
 }
 
-/// A Python that can import the MCP SDK (`$MCP_PYTHON`, else `python3`); `None` when
-/// there is none, which fails the test under CI (`CI` set), where `.ci/run` installs it.
-pub fn python_with_sdk() -> Option<String> {
+/// A Python that can import the MCP SDK (`$MCP_PYTHON`, else `python3`). Tests that need
+/// one are `#[ignore = "needs the MCP Python SDK"]`; run without one, they fail saying
+/// what to install (`.ci/run` installs it and runs them with `--include-ignored`).
+pub fn python_with_sdk() -> String {
     let candidates = std::env::var("MCP_PYTHON")
         .into_iter()
         .chain(["python3".to_string()]);
@@ -67,22 +68,16 @@ pub fn python_with_sdk() -> Option<String> {
             .output()
             .is_ok_and(|o| o.status.success());
         if found {
-            return Some(python);
+            return python;
         }
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide the MCP Python SDK: set MCP_PYTHON to a python with `mcp`"
-    );
-    eprintln!("skipped: no python with the `mcp` package (set MCP_PYTHON)");
-    None
+    panic!("this test needs the MCP Python SDK: pip install 'mcp>=2,<3', and set MCP_PYTHON to that python");
 }
 
 /// Runs `tests/e2e/SCRIPT` with the SDK's Python as `SCRIPT POLICY SERVER_LOG mcp-policy
-/// gateway`, for `policy` written to a fresh file; its stdout once it succeeded, or
-/// `None` when no Python has the SDK (outside CI).
-pub fn run_sdk_script(script: &str, policy: &str) -> Option<String> {
-    let python = python_with_sdk()?;
+/// gateway`, for `policy` written to a fresh file; its stdout once it succeeded.
+pub fn run_sdk_script(script: &str, policy: &str) -> String {
+    let python = python_with_sdk();
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("mcp-policy-sdk-{}-{n}", std::process::id()));
@@ -105,7 +100,7 @@ pub fn run_sdk_script(script: &str, policy: &str) -> Option<String> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script}: {stdout}\n{stderr}");
-    Some(stdout)
+    stdout
 }
 
 /// The command line of the Go-like server.

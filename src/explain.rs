@@ -3,7 +3,7 @@
 
 use crate::call::ToolCall;
 use crate::decision::Decision;
-use crate::engine::{key_value, Engine};
+use crate::engine::{key_value, Engine, MatchedBy, Resolution};
 use crate::policy::{Action, Condition, Cost, Rule};
 use serde::Serialize;
 use serde_json::Value;
@@ -24,6 +24,9 @@ pub struct Explanation {
     pub rule: Option<RuleMatch>,
     /// The action that applies: the rule's, or the policy's default.
     pub action: Action,
+    /// For a pinned tool whose definition as last listed is not the pinned one (or that
+    /// was never listed): why; `on_drift` then applies.
+    pub pin: Option<String>,
     /// Every condition of the rule, then of `all_tools`, with the value it saw.
     pub conditions: Vec<ConditionCheck>,
     /// Every limit of the rule, then of `all_tools`, with its count key.
@@ -108,9 +111,13 @@ impl Engine {
     pub fn explain(&self, call: &ToolCall<'_>) -> Explanation {
         let policy = self.policy();
         let tool = call.name();
-        let rule = self.or_annotation_rule(&policy, tool, policy.rule(tool));
-        let by_annotation =
-            rule.is_some_and(|r| policy.annotations.iter().any(|a| std::ptr::eq(&a.rule, r)));
+        let resolution = self.resolve(&policy, tool);
+        let (rule, by, pin) = match &resolution {
+            Resolution::Hidden(_) => (policy.rule(tool), MatchedBy::Exact, None),
+            Resolution::Governed { rule, by, drift } => {
+                (*rule, *by, drift.as_ref().map(|(why, _)| why.clone()))
+            }
+        };
         let sections = || {
             rule.map(|r| ("rule", r))
                 .into_iter()
@@ -160,13 +167,14 @@ impl Engine {
             hidden: policy.is_hidden(tool),
             rule: rule.map(|r| RuleMatch {
                 key: r.key.to_string(),
-                kind: match (by_annotation, r.glob) {
-                    (true, _) => "annotation",
-                    (false, true) => "glob",
-                    (false, false) => "exact",
+                kind: match by {
+                    MatchedBy::Annotation => "annotation",
+                    _ if r.glob => "glob",
+                    _ => "exact",
                 },
             }),
             action: rule.map_or(policy.default, |r| r.action),
+            pin,
             conditions,
             limits,
             decision: self.peek(call),
@@ -204,6 +212,9 @@ impl fmt::Display for Explanation {
                 "no"
             }
         )?;
+        if let Some(why) = &self.pin {
+            writeln!(f, "pin:       drifted: {why}")?;
+        }
         match &self.rule {
             Some(rule) if rule.kind == "exact" => {
                 writeln!(f, "rule:      \"{}\" (exact name)", rule.key)?

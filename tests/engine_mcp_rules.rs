@@ -502,3 +502,19 @@ fn explain_names_the_annotation_rule_it_used() {
     let why = engine.explain(&ToolCall::new("whmcs_add_note").session("s"));
     assert_eq!(why.limits.len(), 1, "the catch-all's rate limit is listed");
 }
+
+/// `explain` resolves a tool as evaluation does: a pin that does not hold is shown.
+#[test]
+fn explain_shows_a_pin_that_does_not_hold() {
+    let original = ticket_tool("Update a ticket.");
+    let engine = engine(pinned("require_approval", &original));
+    let call = ToolCall::new("whmcs_update_ticket");
+    let unseen = engine.explain(&call);
+    assert!(
+        unseen.pin.as_deref().is_some_and(|why| why.contains("has not listed it")),
+        "{unseen}"
+    );
+    assert!(unseen.to_string().contains("pin:       drifted"), "{unseen}");
+    engine.observe_tools(&json!({"tools": [original]}));
+    assert_eq!(engine.explain(&call).pin, None);
+}

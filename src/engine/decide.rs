@@ -18,51 +18,23 @@ impl Engine {
             limit: None,
         };
 
-        // 1. Hidden. A name longer than any MCP tool name is refused before matching, which
-        // costs up to the name's length per glob.
-        if tool.len() > MAX_NAME_BYTES {
-            return deny(
-                None,
-                DenyCode::Hidden,
-                Reason::fixed(
-                    "tool names longer than 512 bytes are refused (MCP tool names are at most \
-                     128 characters)",
-                ),
-            );
-        }
-        // 2. Match: hidden, or the rule (one lookup).
-        let Resolved::Rule(rule) = policy.resolve(tool) else {
-            return deny(
-                None,
-                DenyCode::Hidden,
-                Reason::fixed("this tool is hidden by the policy"),
-            );
+        // 1. Hidden, 1b. pinned, 2. matched: one resolution, shared with every other
+        // place that asks what the policy makes of a tool.
+        let (rule, by, drift) = match resolve(policy, tool, Listed::Catalog(&self.tools)) {
+            Resolution::Hidden(why) => return deny(None, DenyCode::Hidden, Reason::fixed(why)),
+            Resolution::Governed { rule, by, drift } => (rule, by, drift),
         };
-        // 1b. Pinned: the definition the server last listed must have the pinned digest.
         let mut drifted = None;
-        if let Some(pin) = policy.pins.get(tool) {
-            let catalog = self.tools.load();
-            let seen = catalog.get(tool).map(|t| t.digest.as_str());
-            if seen != Some(pin.as_str()) {
-                let why = match seen {
-                    Some(seen) => format!(
-                        "the definition of tool \"{tool}\" changed since it was pinned \
-                         (listed {seen}, pinned {pin})"
-                    ),
-                    None => format!(
-                        "tool \"{tool}\" is pinned but the server has not listed it, so its \
-                         definition cannot be checked"
-                    ),
-                };
-                match policy.on_drift {
-                    OnDrift::Deny | OnDrift::Hide => {
-                        return deny(rule, DenyCode::PinDrift, Reason::composed(why));
-                    }
-                    OnDrift::RequireApproval => drifted = Some(why),
+        if let Some((why, on_drift)) = drift {
+            match on_drift {
+                OnDrift::Deny | OnDrift::Hide => {
+                    // Named after the rule its key matched; annotations are the server's.
+                    let keyed = rule.filter(|_| by != MatchedBy::Annotation);
+                    return deny(keyed, DenyCode::PinDrift, Reason::composed(why));
                 }
+                OnDrift::RequireApproval => drifted = Some(why),
             }
         }
-        let rule = self.or_annotation_rule(policy, tool, rule);
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {

@@ -6,8 +6,10 @@
 mod arguments;
 mod decide;
 mod limits;
+mod resolve;
 
 pub(crate) use arguments::key_value;
+pub(crate) use resolve::{resolve, Listed, MatchedBy, Resolution};
 
 use crate::call::ToolCall;
 use crate::catalog::Catalog;
@@ -16,7 +18,7 @@ use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, To
 use crate::mcp::tool_digest;
 use crate::policy::{
     Action, ArgPath, Condition, Cost, Counter, Hints, Limit, OnDrift, Outcome, Policy, Refund,
-    Resolved, Rule, Scope, MAX_NAME_BYTES,
+    Rule, Scope,
 };
 use crate::store::{
     Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, OwnedKeyValue,
@@ -456,18 +458,18 @@ impl Engine {
         recorded
     }
 
-    /// `rule`, or when no `tools` key matched, the first annotation rule that matches the
-    /// tool's annotations as last listed (step 2).
-    pub(crate) fn or_annotation_rule<'p>(
-        &self,
-        policy: &'p Policy,
-        tool: &str,
-        rule: Option<&'p Rule>,
-    ) -> Option<&'p Rule> {
-        if rule.is_some() || policy.annotations.is_empty() {
-            return rule;
-        }
-        policy.annotation_rule(self.tools.load().get(tool).map(|t| &t.hints))
+    /// What the policy makes of `tool` now: hidden, or its rule (a key's, else an
+    /// annotation rule's judged on the tool's annotations as last listed), and whether its
+    /// pin holds for the definition last listed.
+    pub(crate) fn resolve<'p>(&self, policy: &'p Policy, tool: &str) -> Resolution<'p> {
+        resolve(policy, tool, Listed::Catalog(&self.tools))
+    }
+
+    /// The key of the rule governing `tool` now (see [`resolve`](Self::resolve)): what an
+    /// approval binds, so an approval given under one rule is not used under another.
+    pub(crate) fn governing_rule(&self, tool: &str) -> Option<String> {
+        let policy = self.policy();
+        self.resolve(&policy, tool).rule_key().map(str::to_owned)
     }
 
     /// Whether the policy refuses every call of this listed tool before looking at
@@ -478,15 +480,11 @@ impl Engine {
         let Some(name) = tool.get("name").and_then(Value::as_str) else {
             return false;
         };
-        let Resolved::Rule(rule) = policy.resolve(name) else {
-            return true;
+        let digest = tool_digest(tool);
+        let listed = Listed::Entry {
+            hints: Hints::of_tool(tool),
+            digest: &digest,
         };
-        if let Some(pin) = policy.pins.get(name) {
-            if policy.on_drift != OnDrift::RequireApproval && tool_digest(tool) != *pin {
-                return true;
-            }
-        }
-        let rule = rule.or_else(|| policy.annotation_rule(Some(&Hints::of_tool(tool))));
-        rule.map_or(policy.default, |r| r.action) == Action::Deny
+        resolve(policy, name, listed).denies_outright(policy)
     }
 }

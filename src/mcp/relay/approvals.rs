@@ -173,11 +173,7 @@ impl Relay {
             grant: self.grant.clone(),
             agent: self.agent.clone(),
             session: self.session.clone(),
-            rule: self
-                .engine
-                .policy()
-                .rule_for(call.name())
-                .map(str::to_owned),
+            rule: self.engine.governing_rule(call.name()),
         }
     }
 

@@ -511,10 +511,16 @@ fn explain_shows_a_pin_that_does_not_hold() {
     let call = ToolCall::new("whmcs_update_ticket");
     let unseen = engine.explain(&call);
     assert!(
-        unseen.pin.as_deref().is_some_and(|why| why.contains("has not listed it")),
+        unseen
+            .pin
+            .as_deref()
+            .is_some_and(|why| why.contains("has not listed it")),
         "{unseen}"
     );
-    assert!(unseen.to_string().contains("pin:       drifted"), "{unseen}");
+    assert!(
+        unseen.to_string().contains("pin:       drifted"),
+        "{unseen}"
+    );
     engine.observe_tools(&json!({"tools": [original]}));
     assert_eq!(engine.explain(&call).pin, None);
 }

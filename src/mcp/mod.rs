@@ -52,6 +52,7 @@ pub use ledger::ApprovalLedger;
 pub use lines::{Line, LineReader};
 pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
 pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};
+pub(crate) use response::refusal_with_note;
 pub use response::{error_response, refusal};
 pub use revision::{Revision, PROTOCOL_VERSION_META};
 pub use tools_list::{filter_tools_list, ListingError};

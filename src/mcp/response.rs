@@ -13,7 +13,18 @@ use serde_json::{json, Value};
 /// `rate_limited`, `approval_required`, or a [`DenyCode`]). On MCP 2026-07-28 the result
 /// also carries `"resultType": "complete"`, which that revision requires of every result.
 pub fn refusal(id: &Value, decision: &Decision, revision: Revision) -> Option<Value> {
-    let text = match decision {
+    refusal_with_note(id, decision, revision, None)
+}
+
+/// [`refusal`], its text followed by `note` (why a held call could not be put to a
+/// person): the one place a refusal's text is written.
+pub(crate) fn refusal_with_note(
+    id: &Value,
+    decision: &Decision,
+    revision: Revision,
+    note: Option<&str>,
+) -> Option<Value> {
+    let mut text = match decision {
         Decision::Allow { .. } => return None,
         Decision::Limit {
             tool,
@@ -44,6 +55,10 @@ pub fn refusal(id: &Value, decision: &Decision, revision: Revision) -> Option<Va
             format!("denied: {reason}. This call of {tool} was not run. {advice}")
         }
     };
+    if let Some(note) = note {
+        text.push(' ');
+        text.push_str(note);
+    }
     let structured = serde_json::to_value(decision).unwrap_or(Value::Null);
     let mut result = json!({
         "content": [{"type": "text", "text": text}],

@@ -9,7 +9,7 @@ use super::*;
 use crate::audit::AuditRecord;
 use crate::call::ToolCall;
 use crate::decision::Decision;
-use crate::mcp::{refusal, tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
+use crate::mcp::{refusal_with_note, tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
 use serde_json::{json, Map, Value};
 
 impl Relay {
@@ -265,13 +265,7 @@ impl Relay {
         out: &mut Output,
     ) {
         self.record(id, call, decision, out);
-        if let Some(mut answer) = refusal(id, decision, revision) {
-            if let (Some(note), Some(Value::String(text))) =
-                (note, answer.pointer_mut("/result/content/0/text"))
-            {
-                text.push(' ');
-                text.push_str(note);
-            }
+        if let Some(answer) = refusal_with_note(id, decision, revision, note) {
             out.to_client.push(answer.to_string());
         }
     }

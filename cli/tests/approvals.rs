@@ -49,16 +49,9 @@ fn a_person_approves_or_declines_through_the_python_sdk_client() {
     }
 }
 
-/// A 2026-07-28 `tools/call` from a client that can elicit.
+/// A 2026-07-28 `tools/call` of `whmcs_send_email` from a client that can elicit.
 fn call(id: u64, args: Value, extra: Value) -> String {
-    let mut params = json!({"name": "whmcs_send_email", "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
-    params
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
+    gateway::modern_call(id, "whmcs_send_email", &args, extra)
 }
 
 fn accept() -> Value {

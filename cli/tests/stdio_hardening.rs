@@ -12,7 +12,7 @@
 #[path = "common/gateway.rs"]
 mod gateway;
 
-use gateway::{go_like_server, text, Session};
+use gateway::{go_like_server, modern_call, text, Session};
 use serde_json::{json, Value};
 
 fn sync(gw: &mut Session, id: u64) {
@@ -180,18 +180,8 @@ fn argument_values_stay_out_of_the_audit_log_and_refusals() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// 2026-07-28 approvals through the gateway: the sealed state the client must carry back.
-fn modern_call(id: u64, tool: &str, args: &Value, extra: Value) -> String {
-    let mut params = json!({"name": tool, "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
-    params
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
-}
-
+/// Asks approval of a 2026-07-28 call through the gateway: the sealed state the client
+/// must carry back.
 fn ask(gw: &mut Session, id: u64, args: &Value) -> String {
     gw.send(&modern_call(id, "whmcs_add_credit", args, json!({})));
     let answer = gw.next();

@@ -328,3 +328,16 @@ pub fn text(answer: &Value) -> &str {
         .as_str()
         .unwrap_or_default()
 }
+
+/// A 2026-07-28 `tools/call` of `tool` from a client that can elicit, with `extra`
+/// members (`requestState`, `inputResponses`) added to its params.
+pub fn modern_call(id: u64, tool: &str, args: &Value, extra: Value) -> String {
+    let mut params = json!({"name": tool, "arguments": args, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+    params
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
+}

@@ -149,7 +149,9 @@ where
                 .stream_request(inner, parts, bytes, identity, session)
                 .await;
         }
-        let message = mcp::parse_message(&bytes, self.max_body).ok();
+        // Parsed once: read here for the headers and the routing, then handed to the relay.
+        let parsed = mcp::parse_message(&bytes, self.max_body);
+        let message = parsed.as_ref().ok();
         if let Some(refused) = message
             .as_ref()
             .and_then(|m| headers::header_mismatch(&parts.headers, m))
@@ -182,7 +184,7 @@ where
             None => Arc::new(self.relay(&identity, initialize && elicits)),
         };
         let decider = Arc::clone(&relay);
-        let Some(out) = self.run(move || decider.from_client(&bytes)).await else {
+        let Some(out) = self.run(move || decider.from_client_parsed(parsed)).await else {
             return Ok(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 mcp::GATEWAY_ERROR,

@@ -281,8 +281,26 @@ impl Relay {
 
     /// Handles one message from the client.
     pub fn from_client(&self, bytes: &[u8]) -> Output {
+        self.from_client_parsed(parse_message(bytes, self.max_message))
+    }
+
+    /// Handles one message from the client that the transport already read with
+    /// [`parse_message`] (under this relay's [`max_message`](Self::max_message)), so the
+    /// bytes are parsed once on their way through.
+    ///
+    /// ```
+    /// use mcp_policy::mcp::{parse_message, Relay};
+    /// use mcp_policy::{Engine, Policy};
+    ///
+    /// let relay = Relay::builder(Engine::new(r#"{"version": "1"}"#.parse::<Policy>()?)).build();
+    /// let bytes = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    /// let parsed = parse_message(bytes, relay.max_message());
+    /// assert_eq!(relay.from_client_parsed(parsed).to_server.len(), 1);
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn from_client_parsed(&self, message: Result<Value, MessageError>) -> Output {
         let mut out = Output::default();
-        match parse_message(bytes, self.max_message) {
+        match message {
             Ok(message) => self.client_message(message, &mut out),
             Err(e) => client_error(&mut out, &Value::Null, e.code(), &e.to_string()),
         }

@@ -86,6 +86,23 @@ impl AuditRecord {
         call: &ToolCall<'_>,
         decision: &Decision,
     ) -> AuditRecord {
+        AuditRecord::with_args_sha256(
+            id,
+            request_id,
+            call,
+            decision,
+            arguments_sha256(call.args()),
+        )
+    }
+
+    /// [`new`](Self::new), with the arguments' digest its caller computed already.
+    pub(crate) fn with_args_sha256(
+        id: &str,
+        request_id: &Value,
+        call: &ToolCall<'_>,
+        decision: &Decision,
+        args_sha256: String,
+    ) -> AuditRecord {
         let reason = match decision {
             Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
                 Some(reason.to_string())
@@ -118,7 +135,7 @@ impl AuditRecord {
                 .retry_after()
                 .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
             approval,
-            args_sha256: arguments_sha256(call.args()),
+            args_sha256,
             policy_sha256: None,
             args: None,
             shadow: None,

@@ -1,16 +1,16 @@
 //! The approval protocol: asking a person through the client, sealed states, single use,
 //! and continuations of calls the server asked more input for.
 
+use super::call::Call;
 use super::jsonrpc::*;
 use super::table::*;
 use super::*;
-use crate::call::ToolCall;
 use crate::clock::Clock;
 use crate::decision::{Decision, DenyCode};
 use crate::mcp::held::{HeldBudget, DEFAULT_MAX_HELD, DEFAULT_MAX_HELD_BYTES};
 use crate::mcp::{
-    approval_request, arguments_sha256, ApprovalAnswer, ApprovalBinding, ApprovalError,
-    ApprovalKey, ApprovalLedger, Revision, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
+    approval_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, ApprovalLedger,
+    Revision, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -166,10 +166,10 @@ impl Relay {
         }
     }
 
-    pub(super) fn binding(&self, call: &ToolCall<'_>) -> ApprovalBinding {
+    pub(super) fn binding(&self, call: &Call<'_>) -> ApprovalBinding {
         ApprovalBinding {
             tool: call.name().to_owned(),
-            args: arguments_sha256(call.args()),
+            args: call.args_sha256().to_owned(),
             grant: self.grant.clone(),
             agent: self.agent.clone(),
             session: self.session.clone(),
@@ -182,7 +182,7 @@ impl Relay {
     pub(super) fn ask_in_result(
         &self,
         approvals: &Approvals,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         reason: &str,
         id: &Value,
         out: &mut Output,
@@ -212,7 +212,7 @@ impl Relay {
     pub(super) fn ask_by_request(
         &self,
         approvals: &Approvals,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         decision: &Decision,
         reason: &str,
         request: &Value,
@@ -269,7 +269,7 @@ impl Relay {
     /// still allows the call once approved.
     pub(super) fn approved_retry(
         &self,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         opened: Result<SealedApproval, ApprovalError>,
         answer: Option<&Value>,
         id: &Value,

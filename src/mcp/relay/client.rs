@@ -2,12 +2,12 @@
 //! records, notifications and answers to the server's requests.
 
 use super::approvals::*;
+use super::call::Call;
 use super::jsonrpc::*;
 use super::table::*;
 use super::trace::*;
 use super::*;
 use crate::audit::AuditRecord;
-use crate::call::ToolCall;
 use crate::decision::Decision;
 use crate::mcp::{refusal_with_note, tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
 use serde_json::{json, Map, Value};
@@ -202,7 +202,7 @@ impl Relay {
         request: &'r Value,
         id: &Value,
         out: &mut Output,
-    ) -> Option<ToolCall<'r>> {
+    ) -> Option<Call<'r>> {
         let call = match tool_call(request) {
             Ok(call) => call,
             Err(e) => {
@@ -229,18 +229,18 @@ impl Relay {
             client_error(out, id, GATEWAY_ERROR, "the MCP server has exited");
             return None;
         }
-        Some(call.ids(
+        Some(Call::new(call.ids(
             self.grant.as_deref(),
             self.agent.as_deref(),
             self.session.as_deref(),
-        ))
+        )))
     }
 
     /// Answers a refused call with its refusal.
     pub(super) fn refuse(
         &self,
         id: &Value,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         decision: &Decision,
         revision: Revision,
         out: &mut Output,
@@ -258,7 +258,7 @@ impl Relay {
     pub(super) fn refuse_with_note(
         &self,
         id: &Value,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         decision: &Decision,
         revision: Revision,
         note: Option<&str>,
@@ -274,7 +274,7 @@ impl Relay {
     pub(super) fn record(
         &self,
         id: &Value,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         decision: &Decision,
         out: &mut Output,
     ) -> Option<String> {
@@ -286,7 +286,13 @@ impl Relay {
         let mut nonce = [0u8; 12];
         let _ = getrandom::fill(&mut nonce);
         let record_id = hex::encode(nonce);
-        let mut record = AuditRecord::new(&record_id, id, call, decision);
+        let mut record = AuditRecord::with_args_sha256(
+            &record_id,
+            id,
+            call,
+            decision,
+            call.args_sha256().to_owned(),
+        );
         if let Some(hex) = self.policy_sha256.lock().clone() {
             record = record.policy_sha256(hex);
         }
@@ -309,7 +315,7 @@ impl Relay {
     pub(super) fn call_kind(
         &self,
         decision: Decision,
-        call: &ToolCall<'_>,
+        call: &Call<'_>,
         id: &Value,
         out: &mut Output,
     ) -> Kind {

@@ -7,6 +7,7 @@
 //! `trace` (decision events).
 
 mod approvals;
+mod call;
 mod client;
 mod jsonrpc;
 mod server;
@@ -21,6 +22,7 @@ use crate::decision::{Decision, DenyCode};
 use crate::engine::Engine;
 use crate::mcp::{parse_message, tool_call, MessageError, Revision, DEFAULT_MAX_MESSAGE};
 use crate::policy::Outcome;
+use call::Call;
 use jsonrpc::*;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -373,13 +375,15 @@ impl Relay {
             .collect();
         for key in unanswered {
             if let Some(asking) = state.asking.remove(&key) {
-                let call = tool_call(&asking.request)
-                    .unwrap_or_else(|_| ToolCall::new(""))
-                    .ids(
-                        self.grant.as_deref(),
-                        self.agent.as_deref(),
-                        self.session.as_deref(),
-                    );
+                let call = Call::new(
+                    tool_call(&asking.request)
+                        .unwrap_or_else(|_| ToolCall::new(""))
+                        .ids(
+                            self.grant.as_deref(),
+                            self.agent.as_deref(),
+                            self.session.as_deref(),
+                        ),
+                );
                 let denial = Decision::refused(
                     &call,
                     DenyCode::ApprovalDeclined,

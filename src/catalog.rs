@@ -43,22 +43,40 @@ impl Catalog {
         else {
             return (self.clone(), 0);
         };
+        self.with_entries(&entries(tools))
+    }
+
+    /// This catalog updated with `entries` (from [`entries`]); how many it recorded.
+    pub(crate) fn with_entries(&self, entries: &[Entry<'_>]) -> (Catalog, usize) {
         let mut next = self.clone();
         let mut recorded = 0;
-        for tool in tools {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            if next.tools.len() >= MAX_TOOLS && !next.tools.contains_key(name) {
+        for (name, listed) in entries.iter().filter_map(|e| e.as_ref()) {
+            if next.tools.len() >= MAX_TOOLS && !next.tools.contains_key(*name) {
                 continue;
             }
-            let listed = ListedTool {
-                hints: Hints::of_tool(tool),
-                digest: tool_digest(tool),
-            };
-            next.tools.insert(name.into(), listed);
+            next.tools.insert((*name).into(), listed.clone());
             recorded += 1;
         }
         (next, recorded)
     }
+}
+
+/// One `tools/list` entry as the catalog records it: its name and what it says, or `None`
+/// for an entry without a string `name`.
+pub(crate) type Entry<'t> = Option<(&'t str, ListedTool)>;
+
+/// The entries of a listing, each hinted and digested once: the catalog records them,
+/// and `tools/list` filtering judges them, from the same values.
+pub(crate) fn entries(tools: &[Value]) -> Vec<Entry<'_>> {
+    tools
+        .iter()
+        .map(|tool| {
+            let name = tool.get("name").and_then(Value::as_str)?;
+            let listed = ListedTool {
+                hints: Hints::of_tool(tool),
+                digest: tool_digest(tool),
+            };
+            Some((name, listed))
+        })
+        .collect()
 }

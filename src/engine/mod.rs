@@ -15,10 +15,8 @@ use crate::call::ToolCall;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, ToolName, Usage};
-use crate::mcp::tool_digest;
 use crate::policy::{
-    Action, ArgPath, Condition, Cost, Counter, Hints, Limit, OnDrift, Outcome, Policy, Refund,
-    Rule, Scope,
+    Action, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund, Rule, Scope,
 };
 use crate::store::{
     Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, OwnedKeyValue,
@@ -472,19 +470,9 @@ impl Engine {
         self.resolve(&policy, tool).rule_key().map(str::to_owned)
     }
 
-    /// Whether the policy refuses every call of this listed tool before looking at
-    /// arguments: hidden, a drifted pin under `on_drift` `deny` or `hide`, or a `deny`
-    /// action from its rule, its annotation rule (judged on the entry's own annotations)
-    /// or the default. Such tools are left out of `tools/list`.
-    pub(crate) fn refuses_listed(&self, policy: &Policy, tool: &Value) -> bool {
-        let Some(name) = tool.get("name").and_then(Value::as_str) else {
-            return false;
-        };
-        let digest = tool_digest(tool);
-        let listed = Listed::Entry {
-            hints: Hints::of_tool(tool),
-            digest: &digest,
-        };
-        resolve(policy, name, listed).denies_outright(policy)
+    /// Records listed entries (see [`observe_tools`](Self::observe_tools)), each already
+    /// hinted and digested.
+    pub(crate) fn observe_entries(&self, entries: &[crate::catalog::Entry<'_>]) {
+        self.tools.rcu(|catalog| catalog.with_entries(entries).0);
     }
 }

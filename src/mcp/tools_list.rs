@@ -2,7 +2,8 @@
 //! one thing only.
 
 use super::Revision;
-use crate::engine::Engine;
+use crate::catalog;
+use crate::engine::{resolve, Engine, Listed};
 use crate::json::fold_case;
 use serde_json::{Map, Value};
 
@@ -107,7 +108,29 @@ pub fn filter_tools_list(
         result
     };
     check_listing(target)?;
-    engine.observe_tools(target);
+    // Each entry is hinted and digested once: recorded for later calls, and judged here.
+    let refused: Vec<bool> = {
+        let tools = target
+            .get("tools")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ListingError::new("has no \"tools\" array"))?;
+        let entries = catalog::entries(tools);
+        engine.observe_entries(&entries);
+        entries
+            .iter()
+            .map(|entry| match entry {
+                Some((name, listed)) => {
+                    let listed = Listed::Entry {
+                        hints: listed.hints,
+                        digest: &listed.digest,
+                    };
+                    resolve(&policy, name, listed).denies_outright(&policy)
+                }
+                // `check_listing` refused entries without a name.
+                None => true,
+            })
+            .collect()
+    };
     let Some(map) = target.as_object_mut() else {
         return Err(ListingError::new("is not an object"));
     };
@@ -118,7 +141,12 @@ pub fn filter_tools_list(
         return Err(ListingError::new("has no \"tools\" array"));
     };
     let before = tools.len();
-    tools.retain(|tool| !engine.refuses_listed(&policy, tool));
+    let mut index = 0;
+    tools.retain(|_| {
+        let keep = !refused.get(index).copied().unwrap_or(true);
+        index += 1;
+        keep
+    });
     Ok(before - tools.len())
 }
 

@@ -32,7 +32,7 @@ fn approval_reason(decision: &Decision) -> String {
 }
 
 #[test]
-fn step1_hidden_tools_are_denied_even_when_a_rule_allows_them() {
+fn hidden_tools_are_denied_even_when_a_rule_allows_them() {
     let (engine, _) = engine(
         json!({"version": "1", "default": "allow", "hide": ["whmcs_delete_*"],
         "tools": {"whmcs_delete_client": {}}}),
@@ -43,7 +43,7 @@ fn step1_hidden_tools_are_denied_even_when_a_rule_allows_them() {
 }
 
 #[test]
-fn step2_the_exact_rule_wins_over_globs() {
+fn match_the_exact_rule_wins_over_globs() {
     let (engine, _) = engine(json!({"version": "1", "tools": {
         "whmcs_*": {"action": "deny", "reason": "glob"},
         "whmcs_get_ticket": {}}}));
@@ -57,7 +57,7 @@ fn step2_the_exact_rule_wins_over_globs() {
 }
 
 #[test]
-fn step2_the_glob_with_most_literals_wins_then_bytes() {
+fn match_the_glob_with_most_literals_wins_then_bytes() {
     let (engine, _) = engine(json!({"version": "1", "tools": {
         "whmcs_*": {"action": "deny"}, "whmcs_get_*": {}, "*_x": {"action": "deny"}, "a*": {}}}));
     assert_eq!(
@@ -68,7 +68,7 @@ fn step2_the_glob_with_most_literals_wins_then_bytes() {
 }
 
 #[test]
-fn step2_default_applies_when_no_rule_matches() {
+fn match_default_applies_when_no_rule_matches() {
     for (default, allowed) in [("allow", true), ("deny", false)] {
         let (engine, _) = engine(json!({"version": "1", "default": default, "tools": {"a": {}}}));
         let decision = engine.evaluate(&ToolCall::new("unknown"));
@@ -84,7 +84,7 @@ fn step2_default_applies_when_no_rule_matches() {
 }
 
 #[test]
-fn step3_a_deny_rule_denies_with_its_reason() {
+fn deny_a_deny_rule_denies_with_its_reason() {
     let (engine, _) = engine(json!({"version": "1", "default": "allow", "tools": {
         "whmcs_close_client": {"action": "deny", "reason": "never automated"},
         "no_reason": {"action": "deny"}}}));
@@ -99,7 +99,7 @@ fn step3_a_deny_rule_denies_with_its_reason() {
 }
 
 #[test]
-fn step3_a_failed_require_denies_and_an_absent_argument_fails_it() {
+fn deny_a_failed_require_denies_and_an_absent_argument_fails_it() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"whmcs_add_credit": {
         "require": [{"path": "args.amount", "op": "lte", "value": 100}]}}}));
     let ok = json!({"amount": 100});
@@ -124,7 +124,7 @@ fn step3_a_failed_require_denies_and_an_absent_argument_fails_it() {
 }
 
 #[test]
-fn step3_a_firing_deny_if_denies_and_an_absent_argument_does_not_fire() {
+fn deny_a_firing_deny_if_denies_and_an_absent_argument_does_not_fire() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"whmcs_update_ticket": {
         "reason": "rule reason",
         "deny_if": [{"path": "args.priority", "op": "eq", "value": "Emergency", "reason": "on-call handles emergencies"},
@@ -151,7 +151,7 @@ fn step3_a_firing_deny_if_denies_and_an_absent_argument_does_not_fire() {
 }
 
 #[test]
-fn step3_all_tools_conditions_apply_after_the_rules() {
+fn deny_all_tools_conditions_apply_after_the_rules() {
     let (engine, _) = engine(json!({"version": "1", "default": "allow",
         "all_tools": {"deny_if": [{"path": "args.dry_run", "op": "eq", "value": false, "reason": "dry runs only"}]},
         "tools": {"t": {"deny_if": [{"path": "args.x", "op": "exists", "value": true, "reason": "rule first"}]}}}));
@@ -173,7 +173,7 @@ fn step3_all_tools_conditions_apply_after_the_rules() {
 }
 
 #[test]
-fn step4_require_approval_action_holds_until_approved() {
+fn approval_require_approval_action_holds_until_approved() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"whmcs_send_email": {
         "action": "require_approval", "reason": "emails are reviewed"}}}));
     let call = ToolCall::new("whmcs_send_email");
@@ -185,7 +185,7 @@ fn step4_require_approval_action_holds_until_approved() {
 }
 
 #[test]
-fn step4_default_require_approval_holds_unmatched_tools() {
+fn approval_default_require_approval_holds_unmatched_tools() {
     let (engine, _) = engine(json!({"version": "1", "default": "require_approval"}));
     let decision = engine.evaluate(&ToolCall::new("anything"));
     assert!(approval_reason(&decision).contains("requires approval by default"));
@@ -195,7 +195,7 @@ fn step4_default_require_approval_holds_unmatched_tools() {
 }
 
 #[test]
-fn step4_a_firing_approve_if_holds_the_call() {
+fn approval_a_firing_approve_if_holds_the_call() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"whmcs_update_ticket": {
         "approve_if": [{"path": "args.status", "op": "in", "value": ["Closed"], "reason": "closing a ticket needs a person"}]}}}));
     let close = json!({"status": "Closed"});
@@ -212,7 +212,7 @@ fn step4_a_firing_approve_if_holds_the_call() {
 }
 
 #[test]
-fn step4_approval_touches_no_counter() {
+fn approval_approval_touches_no_counter() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"t": {
         "action": "require_approval", "limits": [{"window": "minute", "max": 1}]}}}));
     let call = ToolCall::new("t").grant("g");
@@ -233,7 +233,7 @@ fn step4_approval_touches_no_counter() {
 }
 
 #[test]
-fn step3_denial_comes_before_approval() {
+fn deny_comes_before_approval() {
     let (engine, _) = engine(
         json!({"version": "1", "tools": {"t": {"action": "require_approval",
         "deny_if": [{"path": "args.a", "op": "eq", "value": 1}]}}}),
@@ -246,7 +246,7 @@ fn step3_denial_comes_before_approval() {
 }
 
 #[test]
-fn step5_limits_admit_max_per_window_then_answer_limit() {
+fn limits_admit_max_per_window_then_answer_limit() {
     let (engine, clock) = engine(
         json!({"version": "1", "tools": {"whmcs_update_ticket": {"limits": [
         {"counter": "whmcs_update_ticket_rate", "window": "minute", "max": 30, "scope": "grant"}]}}}),
@@ -277,7 +277,7 @@ fn step5_limits_admit_max_per_window_then_answer_limit() {
 }
 
 #[test]
-fn step5_scopes_keep_separate_counts() {
+fn limits_scopes_keep_separate_counts() {
     let (engine, _) = engine(json!({"version": "1", "tools": {
         "g": {"limits": [{"window": "minute", "max": 1, "scope": "grant"}]},
         "s": {"limits": [{"window": "minute", "max": 1, "scope": "session"}]},
@@ -304,7 +304,7 @@ fn step5_scopes_keep_separate_counts() {
 }
 
 #[test]
-fn step5_a_missing_id_fails_closed_naming_it() {
+fn limits_a_missing_id_fails_closed_naming_it() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"t": {"rate_limit": "5/minute"}}}));
     let decision = engine.evaluate(&ToolCall::new("t").grant("g1"));
     let (code, reason) = denial(&decision);
@@ -321,7 +321,7 @@ fn step5_a_missing_id_fails_closed_naming_it() {
 }
 
 #[test]
-fn step5_cost_comes_from_arguments_and_bad_values_are_denied() {
+fn limits_cost_comes_from_arguments_and_bad_values_are_denied() {
     let (engine, _) = engine(
         json!({"version": "1", "tools": {"whmcs_add_credit": {"limits": [
         {"counter": "credit_per_day", "window": "day", "max": 500, "cost": "args.amount", "scope": "global"}]}}}),
@@ -363,7 +363,7 @@ fn step5_cost_comes_from_arguments_and_bad_values_are_denied() {
 }
 
 #[test]
-fn step5_a_cost_above_max_is_denied_not_limited() {
+fn limits_a_cost_above_max_is_denied_not_limited() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"t": {"limits": [
         {"window": "day", "max": 500, "cost": "args.amount", "scope": "global"}]}}}));
     let args = json!({"amount": 501});
@@ -375,7 +375,7 @@ fn step5_a_cost_above_max_is_denied_not_limited() {
 }
 
 #[test]
-fn step5_limits_are_atomic_a_refused_call_records_nothing() {
+fn limits_are_atomic_a_refused_call_records_nothing() {
     let (engine, _) = engine(json!({"version": "1",
         "all_tools": {"limits": [{"counter": "all", "window": "minute", "max": 100, "scope": "grant"}]},
         "tools": {"small": {"limits": [{"window": "minute", "max": 1, "scope": "grant"}]}, "other": {}}}));
@@ -393,7 +393,7 @@ fn step5_limits_are_atomic_a_refused_call_records_nothing() {
 }
 
 #[test]
-fn step5_the_limit_named_is_the_one_with_the_longest_wait() {
+fn limits_the_limit_named_is_the_one_with_the_longest_wait() {
     let (engine, clock) = engine(json!({"version": "1", "tools": {"t": {"limits": [
         {"counter": "per_second", "window": "second", "max": 1, "scope": "grant"},
         {"counter": "per_hour", "window": "hour", "max": 1, "scope": "grant"}]}}}));
@@ -407,7 +407,7 @@ fn step5_the_limit_named_is_the_one_with_the_longest_wait() {
 }
 
 #[test]
-fn step5_limits_naming_one_counter_share_its_count() {
+fn limits_naming_one_counter_share_its_count() {
     let (engine, _) = engine(json!({"version": "1", "tools": {
         "a": {"limits": [{"counter": "writes", "window": "minute", "max": 3}]},
         "b": {"limits": [{"counter": "writes", "window": "minute", "max": 3}]},
@@ -424,7 +424,7 @@ fn step5_limits_naming_one_counter_share_its_count() {
 }
 
 #[test]
-fn step5_rate_limit_shorthand_counts_per_session_under_the_rule_key() {
+fn limits_rate_limit_shorthand_counts_per_session_under_the_rule_key() {
     let (engine, _) =
         engine(json!({"version": "1", "tools": {"whmcs_get_*": {"rate_limit": "2/minute"}}}));
     let call = |tool| ToolCall::new(tool).session("s");
@@ -438,7 +438,7 @@ fn step5_rate_limit_shorthand_counts_per_session_under_the_rule_key() {
 }
 
 #[test]
-fn step6_a_call_with_nothing_against_it_is_allowed() {
+fn allow_a_call_with_nothing_against_it_is_allowed() {
     let (engine, _) = engine(json!({"version": "1", "tools": {"whmcs_get_*": {}}}));
     let decision = engine.evaluate(&ToolCall::new("whmcs_get_ticket"));
     assert!(decision.is_allowed());
@@ -578,7 +578,7 @@ fn engines_are_send_and_sync() {
 }
 
 #[test]
-fn step5_limits_naming_one_count_add_their_costs() {
+fn limits_naming_one_count_add_their_costs() {
     // A rule's limit and an all_tools limit share counter "c": one count, charged 2 + 2.
     let policy = |max: u64| {
         json!({"version": "1", "default": "allow",
@@ -614,7 +614,7 @@ fn step5_limits_naming_one_count_add_their_costs() {
 }
 
 #[test]
-fn step1_names_longer_than_any_mcp_tool_name_are_refused_before_matching() {
+fn hidden_names_longer_than_any_mcp_tool_name_are_refused_before_matching() {
     let globs: serde_json::Map<String, Value> =
         (0..100).map(|i| (format!("*x{i}"), json!({}))).collect();
     let (engine, _) = engine(json!({"version": "1", "default": "allow", "tools": globs}));

@@ -139,9 +139,9 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
         return warnings;
     };
     let names: Vec<&str> = tools.iter().map(tool_name).collect();
-    let used: BTreeSet<&str> = names
+    let used: BTreeSet<&str> = tools
         .iter()
-        .filter_map(|name| policy.rule_for(name))
+        .filter_map(|tool| policy.rule_for_listed(tool))
         .collect();
     for key in policy.rule_keys().filter(|key| !used.contains(key)) {
         if policy.is_hidden(key) {
@@ -170,10 +170,7 @@ fn warnings(policy: &Policy, tools: Option<&[Value]>) -> Vec<Value> {
         }
     }
     for (name, tool) in names.iter().copied().zip(tools) {
-        if policy.rule_for(name).is_none()
-            && !policy.is_hidden(name)
-            && policy.annotation_rule_for(tool).is_none()
-        {
+        if policy.rule_for_listed(tool).is_none() && !policy.is_hidden(name) {
             let default = policy.default_action();
             let effect = match default {
                 Action::Deny => "denied",

@@ -176,6 +176,33 @@ impl Policy {
             .map(|a| &a.rule)
     }
 
+    /// The key of the rule that governs a listed tool, as evaluation would resolve it given
+    /// this `tools/list` entry: its `tools` key (exact name, else the most specific glob),
+    /// else the first annotation rule its annotations match (`annotations[i]`). `None` when
+    /// the tool is hidden or only the default applies.
+    ///
+    /// ```
+    /// use mcp_policy::Policy;
+    /// use serde_json::json;
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"whmcs_get_*": {}},
+    ///     "annotations": [{"match": {"readOnlyHint": true}, "action": "allow"}]}"#.parse()?;
+    /// assert_eq!(policy.rule_for_listed(&json!({"name": "whmcs_get_ticket"})), Some("whmcs_get_*"));
+    /// let reader = json!({"name": "list", "annotations": {"readOnlyHint": true}});
+    /// assert_eq!(policy.rule_for_listed(&reader), Some("annotations[0]"));
+    /// assert_eq!(policy.rule_for_listed(&json!({"name": "delete"})), None);
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn rule_for_listed(&self, tool: &Value) -> Option<&str> {
+        let name = tool.get("name").and_then(Value::as_str)?;
+        let digest = crate::mcp::tool_digest(tool);
+        let listed = crate::engine::Listed::Entry {
+            hints: Hints::of_tool(tool),
+            digest: &digest,
+        };
+        crate::engine::resolve(self, name, listed).rule_key()
+    }
+
     /// The pinned digest of `tool`'s definition (`sha256:<hex>`), if the policy pins it.
     pub fn pin(&self, tool: &str) -> Option<&str> {
         self.pins.get(tool).map(String::as_str)

@@ -358,13 +358,11 @@ impl Relay {
             .collect();
         for id in late {
             if let Some(pending) = state.pending.remove(&id) {
-                let message = format!(
-                    "the MCP server did not answer within {} s; if this was a tool call, it \
-                     may or may not have run",
+                let why = format!(
+                    "the MCP server did not answer within {} s",
                     self.request_timeout.as_secs()
                 );
-                self.settle(&pending, Outcome::Unknown, &mut out);
-                client_error(&mut out, &pending.client_id, GATEWAY_ERROR, &message);
+                self.give_up(&pending, &why, &mut out);
             }
         }
         let unanswered: Vec<String> = state
@@ -416,13 +414,7 @@ impl Relay {
             .and_then(|message| message.get("id").and_then(Value::as_u64));
         let pending = minted.and_then(|id| self.state.lock().pending.remove(&id));
         if let Some(pending) = pending {
-            self.settle(&pending, Outcome::Unknown, &mut out);
-            client_error(
-                &mut out,
-                &pending.client_id,
-                GATEWAY_ERROR,
-                &format!("{why}; if this was a tool call, it may or may not have run"),
-            );
+            self.give_up(&pending, why, &mut out);
         }
         out
     }
@@ -437,16 +429,21 @@ impl Relay {
         let pending: Vec<Pending> = state.pending.drain().map(|(_, p)| p).collect();
         drop(state);
         for pending in pending {
-            self.settle(&pending, Outcome::Unknown, &mut out);
-            client_error(
-                &mut out,
-                &pending.client_id,
-                GATEWAY_ERROR,
-                "the MCP server exited before answering; if this was a tool call, it may or \
-                 may not have run",
-            );
+            self.give_up(&pending, "the MCP server exited before answering", &mut out);
         }
         out
+    }
+
+    /// Answers a request that will get no answer from the server with an error naming
+    /// `why`; a call keeps its units, since it may have run.
+    fn give_up(&self, pending: &Pending, why: &str, out: &mut Output) {
+        self.settle(pending, Outcome::Unknown, out);
+        client_error(
+            out,
+            &pending.client_id,
+            GATEWAY_ERROR,
+            &format!("{why}; if this was a tool call, it may or may not have run"),
+        );
     }
 
     fn revision_of(&self, request: &Value) -> Revision {

@@ -3,11 +3,12 @@
 //! then — once the person's answer came, by another POST of the same session and
 //! identity — the call's outcome.
 
+use super::service::Sent;
 use super::{audited, stream, BoxError, Identity, PolicyBody, PolicyLayer};
 use crate::mcp::Relay;
 use bytes::Bytes;
 use futures_channel::oneshot;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
@@ -120,28 +121,12 @@ where
             let Some(forward) = out.to_server.into_iter().next() else {
                 return events(out.to_client);
             };
-            let mut parts = parts;
-            parts.headers.remove(CONTENT_LENGTH);
-            let request = Request::from_parts(parts, Full::new(Bytes::from(forward.clone())));
             let response = match layer
-                .within(layer.request_timeout, inner.call(request))
+                .send_upstream(&mut inner, &relay, parts, forward)
                 .await
             {
-                Some(Ok(response)) => response,
-                Some(Err(_)) => {
-                    return events(
-                        relay
-                            .abandon(&forward, "the MCP server cannot be reached")
-                            .to_client,
-                    )
-                }
-                None => {
-                    let why = format!(
-                        "the MCP server did not answer within {} s",
-                        layer.request_timeout.as_secs()
-                    );
-                    return events(relay.abandon(&forward, &why).to_client);
-                }
+                Sent::Answered(response) => response,
+                Sent::Unreachable(_, out) | Sent::TimedOut(out) => return events(out.to_client),
             };
             let response = stream::relay_response(&layer, relay, response).await;
             let kind = response

@@ -219,23 +219,10 @@ where
                 None => empty(StatusCode::ACCEPTED),
             });
         };
-        let mut parts = parts;
-        parts.headers.remove(CONTENT_LENGTH);
-        let request = Request::from_parts(parts, Full::new(Bytes::from(forward.clone())));
-        let response = match self.within(self.request_timeout, inner.call(request)).await {
-            Some(Ok(response)) => response,
-            Some(Err(e)) => {
-                let out = relay.abandon(&forward, "the MCP server cannot be reached");
-                audited(self.audit.as_ref(), &out);
-                return Err(e);
-            }
-            None => {
-                let why = format!(
-                    "the MCP server did not answer within {} s",
-                    self.request_timeout.as_secs()
-                );
-                let out = relay.abandon(&forward, &why);
-                audited(self.audit.as_ref(), &out);
+        let response = match self.send_upstream(&mut inner, &relay, parts, forward).await {
+            Sent::Answered(response) => response,
+            Sent::Unreachable(e, _) => return Err(e),
+            Sent::TimedOut(out) => {
                 let message = out.to_client.first().map_or(Value::Null, |text| {
                     serde_json::from_str(text).unwrap_or(Value::Null)
                 });
@@ -323,6 +310,53 @@ where
             None => Arc::new(self.relay(identity, false)),
         }
     }
+}
+
+impl<F> PolicyLayer<F> {
+    /// Sends the message the relay forwarded (`forward`) to the inner service, within the
+    /// request timeout. When no answer comes, the relay answers the request with an error
+    /// (a call keeps its units: it may have run) and that outcome goes to the audit log.
+    pub(super) async fn send_upstream<S, ResBody>(
+        &self,
+        inner: &mut S,
+        relay: &Relay,
+        mut parts: http::request::Parts,
+        forward: String,
+    ) -> Sent<Response<ResBody>, S::Error>
+    where
+        S: tower_service::Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    {
+        parts.headers.remove(CONTENT_LENGTH);
+        let request = Request::from_parts(parts, Full::new(Bytes::from(forward.clone())));
+        let (out, error) = match self.within(self.request_timeout, inner.call(request)).await {
+            Some(Ok(response)) => return Sent::Answered(response),
+            Some(Err(e)) => (
+                relay.abandon(&forward, "the MCP server cannot be reached"),
+                Some(e),
+            ),
+            None => {
+                let why = format!(
+                    "the MCP server did not answer within {} s",
+                    self.request_timeout.as_secs()
+                );
+                (relay.abandon(&forward, &why), None)
+            }
+        };
+        audited(self.audit.as_ref(), &out);
+        match error {
+            Some(e) => Sent::Unreachable(e, out),
+            None => Sent::TimedOut(out),
+        }
+    }
+}
+
+/// What became of a message sent to the inner service.
+pub(super) enum Sent<R, E> {
+    Answered(R),
+    /// The service failed; the relay's answer to the client.
+    Unreachable(E, crate::mcp::Output),
+    /// No answer within the request timeout; the relay's answer to the client.
+    TimedOut(crate::mcp::Output),
 }
 
 /// A JSON-RPC error (`id: null`) with `status`.

@@ -9,6 +9,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/modern_call.rs"]
+mod common_call;
+
 use mcp_policy::mcp::*;
 use mcp_policy::{Engine, ManualClock};
 use serde_json::{json, Value};
@@ -38,15 +41,7 @@ fn modern(id: i64, args: Value, extra: Value) -> Vec<u8> {
 }
 
 fn modern_call(tool: &str, id: i64, args: Value, extra: Value) -> Vec<u8> {
-    let mut params = json!({"name": tool, "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
-    if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
-        p.extend(e.clone());
-    }
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
-        .to_string()
-        .into_bytes()
+    common_call::modern_call(id, tool, &args, extra).into_bytes()
 }
 
 fn parse(line: &str) -> Value {

@@ -7,6 +7,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/modern_call.rs"]
+mod common_call;
+
 use mcp_policy::mcp::{ApprovalKey, ApprovalLedger, Approvals, Output, Relay};
 use mcp_policy::{Clock, Engine, ManualClock};
 use serde_json::{json, Value};
@@ -31,16 +34,7 @@ fn relay_with(approvals: Approvals, clock: &ManualClock) -> Relay {
 }
 
 fn modern(tool: &str, args: &Value, extra: Value) -> Vec<u8> {
-    let mut params = json!({"name": tool, "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
-    params
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
-        .to_string()
-        .into_bytes()
+    common_call::modern_call(1, tool, args, extra).into_bytes()
 }
 
 fn parse(line: &str) -> Value {

@@ -329,15 +329,8 @@ pub fn text(answer: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// A 2026-07-28 `tools/call` of `tool` from a client that can elicit, with `extra`
-/// members (`requestState`, `inputResponses`) added to its params.
-pub fn modern_call(id: u64, tool: &str, args: &Value, extra: Value) -> String {
-    let mut params = json!({"name": tool, "arguments": args, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
-    params
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}).to_string()
-}
+// Shared with the library's approval tests; not every test crate including this file uses it.
+#[path = "../../../tests/common/modern_call.rs"]
+mod modern;
+#[allow(unused_imports)]
+pub use modern::modern_call;

@@ -10,7 +10,7 @@
 //!   "args": {"ticket_id": 7}, "at_ms": 1500, "approved": false}`; only `tool` is required.
 //! `at_ms` is the time of the call in milliseconds from the start of the session.
 
-use mcp_policy::{Decision, Engine, ManualClock, Policy, Timestamp, ToolCall};
+use mcp_policy::{CallRecord, Decision, Engine, ManualClock, Policy, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,19 +19,13 @@ use std::time::Duration;
 
 const BUNDLED_POLICY: &str = include_str!("policies/whmcs.json");
 
-/// One call, as a line of a calls file.
+/// One call, as a line of a calls file: a call record and when it is made.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Call {
-    tool: String,
-    grant: Option<String>,
-    session: Option<String>,
-    agent: Option<String>,
-    args: Option<Value>,
+    #[serde(flatten)]
+    record: CallRecord,
     #[serde(default)]
     at_ms: u64,
-    #[serde(default)]
-    approved: bool,
 }
 
 fn main() -> ExitCode {
@@ -83,18 +77,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
     );
     for call in &calls {
         clock.set(start.saturating_add(Duration::from_millis(call.at_ms)));
-        let tool_call = ToolCall::new(&call.tool)
-            .approved(call.approved)
-            .arguments_opt(call.args.as_ref())
-            .ids(
-                call.grant.as_deref(),
-                call.agent.as_deref(),
-                call.session.as_deref(),
-            );
-        let decision = engine.evaluate(&tool_call);
+        let record = &call.record;
+        let decision = engine.evaluate(&record.call());
         *tally.entry(decision.code()).or_default() += 1;
         let detail = match &decision {
-            Decision::Allow { .. } => String::new(),
             Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
                 reason.to_string()
             }
@@ -107,8 +93,9 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     limit.counter().name()
                 )
             }
+            _ => String::new(),
         };
-        let code = if call.approved && decision.is_allowed() {
+        let code = if record.approved && decision.is_allowed() {
             "allowed (approved)"
         } else {
             decision.code()
@@ -116,8 +103,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
         println!(
             "{:>7.1} s  {:<24} {:<10} {:<20} {detail}",
             call.at_ms as f64 / 1000.0,
-            call.tool,
-            call.grant.as_deref().unwrap_or("-"),
+            record.tool,
+            record.grant.as_deref().unwrap_or("-"),
             code,
         );
     }
@@ -147,20 +134,31 @@ fn parse_calls(path: &str, text: &str) -> Result<Vec<Call>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", i + 1)))
+        .map(|(i, line)| {
+            let at = |e: String| format!("{path}:{}: {e}", i + 1);
+            let line: serde_json::Map<String, Value> =
+                serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+            // A misspelt field is named, never ignored.
+            let known = |field: &String| CallRecord::FIELDS.contains(&&**field) || field == "at_ms";
+            if let Some(field) = line.keys().find(|field| !known(field)) {
+                return Err(at(format!("unknown field `{field}`")));
+            }
+            serde_json::from_value(Value::Object(line)).map_err(|e| at(e.to_string()))
+        })
         .collect()
 }
 
 /// An agent working the support queue, faster than the policy allows.
 fn scripted_session() -> Vec<Call> {
     let call = |at_ms: u64, tool: &str, args: Value| Call {
-        tool: tool.to_owned(),
-        grant: Some("g-support".to_owned()),
-        session: Some("s-1".to_owned()),
-        agent: Some("triage-bot".to_owned()),
-        args: Some(args),
+        record: CallRecord {
+            grant: Some("g-support".to_owned()),
+            session: Some("s-1".to_owned()),
+            agent: Some("triage-bot".to_owned()),
+            args: Some(args),
+            ..CallRecord::new(tool)
+        },
         at_ms,
-        approved: false,
     };
     let mut calls = vec![
         call(0, "whmcs_list_tickets", json!({"status": "Open"})),
@@ -181,7 +179,7 @@ fn scripted_session() -> Vec<Call> {
         "whmcs_update_ticket",
         json!({"ticket_id": 1042, "status": "Closed"}),
     );
-    approved.approved = true;
+    approved.record.approved = true;
     calls.push(approved);
     // A tight loop: 31 more updates, one every 500 ms; 30 a minute fit.
     for i in 0..31u64 {
@@ -259,7 +257,7 @@ fn scripted_session() -> Vec<Call> {
         ));
     }
     let mut anonymous = call(90_000, "whmcs_get_ticket", json!({"ticket_id": 1}));
-    anonymous.grant = None;
+    anonymous.record.grant = None;
     calls.push(anonymous);
     calls
 }

@@ -171,3 +171,83 @@ impl<'a> ToolCall<'a> {
         }
     }
 }
+
+/// One call written down: an owned [`ToolCall`], as policy test files, replayed logs and
+/// call files hold it (`{"tool": "t", "args": {…}, "grant": "g1", "approved": true}`).
+///
+/// Every field but `tool` may be left out. Files that add fields of their own embed it
+/// with `#[serde(flatten)]`; it does not refuse unknown fields itself, so such a file
+/// checks them against [`CallRecord::FIELDS`] and its own.
+///
+/// ```
+/// use mcp_policy::{CallRecord, Engine, Policy};
+///
+/// let record: CallRecord = serde_json::from_str(
+///     r#"{"tool": "whmcs_update_ticket", "args": {"ticket_id": 7}, "grant": "g1"}"#,
+/// )?;
+/// let engine = Engine::new(r#"{"version": "1", "default": "allow"}"#.parse::<Policy>()?);
+/// assert!(engine.evaluate(&record.call()).is_allowed());
+/// assert_eq!(record.call().grant_id(), Some("g1"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CallRecord {
+    /// The tool's name.
+    pub tool: String,
+    /// The call's arguments (normally a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
+    /// The grant id: the credential the agent calls with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// The agent id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Whether a person approved the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approved: bool,
+}
+
+impl CallRecord {
+    /// The names of the fields a record reads.
+    pub const FIELDS: &'static [&'static str] =
+        &["tool", "args", "grant", "agent", "session", "approved"];
+
+    /// A record of a call of `tool`, with no identity, no arguments, not approved.
+    ///
+    /// ```
+    /// use mcp_policy::CallRecord;
+    ///
+    /// let record = CallRecord::new("t");
+    /// assert_eq!(serde_json::to_string(&record)?, r#"{"tool":"t"}"#);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn new(tool: impl Into<String>) -> CallRecord {
+        CallRecord {
+            tool: tool.into(),
+            ..CallRecord::default()
+        }
+    }
+
+    /// The call to evaluate, borrowing this record.
+    ///
+    /// ```
+    /// use mcp_policy::CallRecord;
+    ///
+    /// let record = CallRecord { approved: true, ..CallRecord::new("t") };
+    /// assert!(record.call().is_approved());
+    /// ```
+    pub fn call(&self) -> ToolCall<'_> {
+        ToolCall::new(&self.tool)
+            .arguments_opt(self.args.as_ref())
+            .ids(
+                self.grant.as_deref(),
+                self.agent.as_deref(),
+                self.session.as_deref(),
+            )
+            .approved(self.approved)
+    }
+}

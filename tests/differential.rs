@@ -385,8 +385,7 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                     index
                 );
                 let limits = &case.policies[current].limits[tool];
-                // An allowed call with charges, kept to report its outcome later (the
-                // decision itself: a clone cannot refund).
+                // An allowed call with charges, kept to report its outcome later.
                 let mut keep = None;
                 match expect(limits, grant.as_deref(), *n) {
                     Expect::Deny(code) => {

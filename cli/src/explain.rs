@@ -3,7 +3,7 @@
 use crate::files::load_policy;
 use crate::{Failure, FilePath, Format, Identity};
 use clap::Args;
-use mcp_policy::{Engine, ManualClock, ToolCall};
+use mcp_policy::{CallRecord, Engine, ManualClock};
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -41,16 +41,15 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     };
     // A fresh store: limits show the call as the first of its window.
     let engine = Engine::builder(policy).clock(ManualClock::new()).build();
-    let identity = &args.identity;
-    let call = ToolCall::new(&args.tool)
-        .arguments_opt(arguments.as_ref())
-        .ids(
-            identity.grant.as_deref(),
-            identity.agent.as_deref(),
-            identity.session.as_deref(),
-        )
-        .approved(args.approved);
-    let explanation = engine.explain(&call);
+    let record = CallRecord {
+        tool: args.tool.clone(),
+        args: arguments,
+        grant: args.identity.grant.clone(),
+        agent: args.identity.agent.clone(),
+        session: args.identity.session.clone(),
+        approved: args.approved,
+    };
+    let explanation = engine.explain(&record.call());
     match args.format {
         Format::Text => outln!("{explanation}"),
         Format::Json => outln!(

@@ -83,3 +83,27 @@ pub fn listed_tools(path: &Path) -> Result<Vec<Value>, Failure> {
 pub fn tool_name(tool: &Value) -> &str {
     tool.get("name").and_then(Value::as_str).unwrap_or_default()
 }
+
+/// Reads a record of a file from its JSON object: first refuses a field that none of
+/// `known` names (worded as serde words it: a misspelt field is named, not reported as
+/// the required field it was meant to be), then reads the fields into `T`.
+pub fn read_record<T: serde::de::DeserializeOwned>(
+    object: serde_json::Map<String, Value>,
+    known: &[&[&str]],
+) -> Result<T, String> {
+    if let Some(field) = object
+        .keys()
+        .find(|field| !known.iter().any(|names| names.contains(&field.as_str())))
+    {
+        let expected: Vec<String> = known
+            .iter()
+            .flat_map(|names| names.iter())
+            .map(|name| format!("`{name}`"))
+            .collect();
+        return Err(format!(
+            "unknown field `{field}`, expected one of {}",
+            expected.join(", ")
+        ));
+    }
+    serde_json::from_value(Value::Object(object)).map_err(|e| e.to_string())
+}

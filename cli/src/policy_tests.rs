@@ -6,10 +6,10 @@
 //! after it, "expect": "allow" | "deny" | "limit" | "require_approval", "code"?: CODE}`.
 //! A relative policy path is relative to the test file.
 
-use crate::files::{policy_errors, read_text};
+use crate::files::{policy_errors, read_record, read_text};
 use crate::{Failure, FilePath};
 use clap::Args;
-use mcp_policy::{Decision, Engine, ManualClock, Outcome, Policy, ToolCall};
+use mcp_policy::{CallRecord, Engine, ManualClock, Outcome, Policy};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -45,23 +45,47 @@ struct TestCase {
     steps: Vec<Step>,
 }
 
+/// A step: a call, and what to do and expect around it.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, Value>")]
 struct Step {
-    tool: String,
-    args: Option<Value>,
-    grant: Option<String>,
-    agent: Option<String>,
-    session: Option<String>,
-    #[serde(default)]
-    approved: bool,
+    call: CallRecord,
     advance: Option<f64>,
     outcome: Option<StepOutcome>,
     expect: Expect,
     code: Option<String>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize)]
+struct StepFields {
+    #[serde(flatten)]
+    call: CallRecord,
+    advance: Option<f64>,
+    outcome: Option<StepOutcome>,
+    expect: Expect,
+    code: Option<String>,
+}
+
+impl TryFrom<serde_json::Map<String, Value>> for Step {
+    type Error = String;
+
+    fn try_from(object: serde_json::Map<String, Value>) -> Result<Step, String> {
+        let known = [
+            CallRecord::FIELDS,
+            &["advance", "outcome", "expect", "code"],
+        ];
+        let fields: StepFields = read_record(object, &known)?;
+        Ok(Step {
+            call: fields.call,
+            advance: fields.advance,
+            outcome: fields.outcome,
+            expect: fields.expect,
+            code: fields.code,
+        })
+    }
+}
+
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum Expect {
     Allow,
@@ -84,15 +108,6 @@ impl Expect {
             Expect::Deny => "deny",
             Expect::Limit => "limit",
             Expect::RequireApproval => "require_approval",
-        }
-    }
-
-    fn of(decision: &Decision) -> Expect {
-        match decision {
-            Decision::Allow { .. } => Expect::Allow,
-            Decision::Deny { .. } => Expect::Deny,
-            Decision::Limit { .. } => Expect::Limit,
-            Decision::RequireApproval { .. } => Expect::RequireApproval,
         }
     }
 }
@@ -158,27 +173,18 @@ fn run_test(policy: &Policy, test: &TestCase) -> Result<(), String> {
     let clock = ManualClock::new();
     let engine = Engine::builder(policy.clone()).clock(clock.clone()).build();
     for (i, step) in test.steps.iter().enumerate() {
-        let at = format!("step {} ({})", i + 1, step.tool);
+        let at = format!("step {} ({})", i + 1, step.call.tool);
         if let Some(seconds) = step.advance {
             let by = Duration::try_from_secs_f64(seconds)
                 .map_err(|_| format!("{at}: advance must be a non-negative number of seconds"))?;
             clock.advance(by);
         }
-        let call = ToolCall::new(&step.tool)
-            .approved(step.approved)
-            .arguments_opt(step.args.as_ref())
-            .ids(
-                step.grant.as_deref(),
-                step.agent.as_deref(),
-                step.session.as_deref(),
-            );
-        let decision = engine.evaluate(&call);
-        let got = Expect::of(&decision);
-        if got != step.expect {
+        let decision = engine.evaluate(&step.call.call());
+        if decision.kind() != step.expect.name() {
             return Err(format!(
                 "{at}: expected {}, got {} ({decision})",
                 step.expect.name(),
-                got.name()
+                decision.kind()
             ));
         }
         if let Some(code) = &step.code {

@@ -7,10 +7,10 @@
 //! again, and each decision is compared with the logged one. A record kept without its
 //! arguments is decided without them.
 
-use crate::files::{load_policy, read_text};
+use crate::files::{load_policy, read_record, read_text};
 use crate::{Failure, FilePath, Format};
 use clap::Args;
-use mcp_policy::{Decision, Engine, ManualClock, Policy, ToolCall};
+use mcp_policy::{CallRecord, Decision, Engine, ManualClock, Policy};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -33,16 +33,11 @@ pub struct ReplayArgs {
     log: FilePath,
 }
 
+/// A call of the log, and when it was made.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Record {
-    tool: String,
-    args: Option<Value>,
-    grant: Option<String>,
-    agent: Option<String>,
-    session: Option<String>,
-    #[serde(default)]
-    approved: bool,
+    #[serde(flatten)]
+    call: CallRecord,
     #[serde(default)]
     at_ms: u64,
 }
@@ -80,15 +75,7 @@ impl Replayer {
                 .advance(Duration::from_millis(record.at_ms - self.now_ms));
             self.now_ms = record.at_ms;
         }
-        let call = ToolCall::new(&record.tool)
-            .approved(record.approved)
-            .arguments_opt(record.args.as_ref())
-            .ids(
-                record.grant.as_deref(),
-                record.agent.as_deref(),
-                record.session.as_deref(),
-            );
-        self.engine.evaluate(&call)
+        self.engine.evaluate(&record.call.call())
     }
 }
 
@@ -138,7 +125,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
                 Format::Text => outln!("{line_no}: {decision}{note}"),
                 Format::Json => outln!(
                     "{}",
-                    json!({"line": line_no, "tool": record.tool, "decision": decision,
+                    json!({"line": line_no, "tool": record.call.tool, "decision": decision,
                            "logged": audit.as_ref().map(|a| &a.code)})
                 ),
             },
@@ -147,18 +134,18 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, Failure> {
                     differ += 1;
                     match args.format {
                         Format::Text => {
-                            outln!("{line_no}: {}: {decision}  =>  {against}", record.tool)
+                            outln!("{line_no}: {}: {decision}  =>  {against}", record.call.tool)
                         }
                         Format::Json => outln!(
                             "{}",
-                            json!({"line": line_no, "tool": record.tool,
+                            json!({"line": line_no, "tool": record.call.tool,
                                    "policy": decision, "against": against})
                         ),
                     }
                 }
             }
         }
-        // Kept (not cloned: a clone cannot refund) until the record's outcome.
+        // Kept until the record's outcome.
         if let Some(audit) = audit {
             first.decided.insert(audit.id.clone(), decision);
             if let (Some(other), Some(against)) = (&mut second, against) {
@@ -214,9 +201,10 @@ fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String
         });
     }
     if value.get("args_sha256").is_none() {
-        return serde_json::from_value(value)
-            .map(Parsed::Call)
-            .map_err(|e| e.to_string());
+        let Value::Object(object) = value else {
+            return Err("a line must be a JSON object".into());
+        };
+        return read_record(object, &[CallRecord::FIELDS, &["at_ms"]]).map(Parsed::Call);
     }
     // A person's decline or a bad approval is the gateway's decision, not the policy's:
     // nothing to decide again.
@@ -231,12 +219,14 @@ fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String
         .ok_or_else(|| format!("\"time\": {time:?} is not an RFC 3339 time"))?;
     let start = *start_ms.get_or_insert(ms);
     let record = Record {
-        tool: text("tool").ok_or("an audit record without \"tool\"")?,
-        args: value.get("args").cloned(),
-        grant: text("grant"),
-        agent: text("agent"),
-        session: text("session"),
-        approved: value.get("approval").is_some_and(|a| !a.is_null()),
+        call: CallRecord {
+            tool: text("tool").ok_or("an audit record without \"tool\"")?,
+            args: value.get("args").cloned(),
+            grant: text("grant"),
+            agent: text("agent"),
+            session: text("session"),
+            approved: value.get("approval").is_some_and(|a| !a.is_null()),
+        },
         at_ms: ms.saturating_sub(start),
     };
     let logged = Logged {

@@ -19,10 +19,13 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The engine's answer for one tool call.
+///
+/// New kinds of decision may be added in a minor release, so a `match` needs an arm for
+/// the others; a gateway refuses what it does not know (fail closed).
 ///
 /// A decision owns what it holds and borrows nothing from the call: a function that takes
 /// the arguments by value can return the decision it got for them. Making one allocates
@@ -46,6 +49,7 @@ use std::time::Duration;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Let the call through. If it had limits, each recorded its cost; see
     /// [`Engine::refund`](crate::Engine::refund).

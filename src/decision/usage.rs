@@ -89,6 +89,12 @@ impl Serialize for LimitInfo {
 
 /// What an allowed call recorded in its counters, so [`Engine::refund`] can give it back.
 ///
+/// # Clones share one refund
+/// A clone of a `Usage` (or of the `Decision` holding it) is the same ticket: whichever
+/// copy reports the call's outcome, its units are given back at most once among all of
+/// them. Evaluating allocates nothing for this; the first clone or refund of a usage with
+/// charges allocates the shared progress once.
+///
 /// [`Engine::refund`]: crate::Engine::refund
 #[derive(Debug)]
 pub struct Usage {
@@ -96,6 +102,13 @@ pub struct Usage {
     pub(crate) charges: Charges,
     /// The engine that recorded it: only that engine gives it back.
     pub(crate) engine: u64,
+    /// How far the refund got, shared by every clone; made on first need.
+    progress: OnceLock<Arc<RefundProgress>>,
+}
+
+/// How far a usage's refund got, shared by its clones.
+#[derive(Debug, Default)]
+pub(crate) struct RefundProgress {
     /// Set by the refund that owns the give-back; cleared again if the store failed, so
     /// that the refund can be retried.
     pub(crate) refunding: AtomicBool,
@@ -113,9 +126,13 @@ impl Usage {
             at,
             charges,
             engine,
-            refunding: AtomicBool::new(false),
-            released: AtomicUsize::new(0),
+            progress: OnceLock::new(),
         }
+    }
+
+    /// The refund progress every clone of this usage shares.
+    pub(crate) fn progress(&self) -> &RefundProgress {
+        self.progress.get_or_init(Arc::default)
     }
 
     /// When the call was recorded.
@@ -138,23 +155,28 @@ impl Usage {
             .map(|c| c.key.as_ref().map(OwnedKeyValue::borrow))
     }
 
-    /// Whether it was refunded already.
+    /// Whether it was refunded already, through this copy or any clone of it.
     pub fn is_refunded(&self) -> bool {
-        self.refunding.load(Ordering::Acquire)
-            && self.released.load(Ordering::Acquire) >= self.charges.iter().count()
+        self.progress.get().is_some_and(|progress| {
+            progress.refunding.load(Ordering::Acquire)
+                && progress.released.load(Ordering::Acquire) >= self.charges.len()
+        })
     }
 }
 
 impl Clone for Usage {
-    /// A copy for logs and audit records. Only the original reports the call's outcome:
-    /// a clone's refunds change nothing, so a call's units are given back at most once.
+    /// The same ticket: the clone and the original share one refund.
     fn clone(&self) -> Usage {
+        let progress = match self.charges.is_empty() {
+            // Nothing to give back: nothing to share.
+            true => OnceLock::new(),
+            false => OnceLock::from(Arc::clone(self.progress.get_or_init(Arc::default))),
+        };
         Usage {
             at: self.at,
             charges: self.charges.clone(),
             engine: self.engine,
-            refunding: AtomicBool::new(true),
-            released: AtomicUsize::new(usize::MAX),
+            progress,
         }
     }
 }

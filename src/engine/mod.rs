@@ -273,11 +273,9 @@ impl Engine {
     /// call that never ran is refunded, so failing calls still count. Returns whether
     /// anything was given back.
     ///
-    /// Pass the decision [`evaluate`](Self::evaluate) returned: a clone is a copy for logs,
-    /// and reporting its outcome gives nothing back, so that a call's units are never
-    /// given back twice. A decision is refunded at most once, whatever the outcomes
-    /// reported. Other
-    /// decisions than `Allow`, decisions of another engine, and units whose window has
+    /// Pass the decision [`evaluate`](Self::evaluate) returned or any clone of it: clones
+    /// share one refund, so a call's units are never given back twice, whichever copies
+    /// report and whatever the outcomes reported. Other decisions than `Allow`, decisions of another engine, and units whose window has
     /// passed change nothing. If the store fails, the units not yet given back stay
     /// charged and the same call can be retried.
     ///
@@ -305,17 +303,19 @@ impl Engine {
         let Decision::Allow { usage, .. } = decision else {
             return Ok(false);
         };
-        if usage.engine != self.id
-            || !usage.charges.iter().any(|c| c.refund.refunds(outcome))
-            || usage
-                .refunding
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
+        if usage.engine != self.id || !usage.charges.iter().any(|c| c.refund.refunds(outcome)) {
+            return Ok(false);
+        }
+        let progress = usage.progress();
+        if progress
+            .refunding
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
             return Ok(false);
         }
         let now = self.clock.now();
-        let start = usage.released.load(Ordering::Acquire);
+        let start = progress.released.load(Ordering::Acquire);
         for charge in usage.charges.iter().skip(start) {
             if charge.refund.refunds(outcome) {
                 let key = CounterKey {
@@ -325,11 +325,11 @@ impl Engine {
                 };
                 if let Err(e) = self.store.release(now, key, usage.at, charge.cost) {
                     // What was given back stays given back; the rest can be retried.
-                    usage.refunding.store(false, Ordering::Release);
+                    progress.refunding.store(false, Ordering::Release);
                     return Err(e);
                 }
             }
-            usage.released.fetch_add(1, Ordering::AcqRel);
+            progress.released.fetch_add(1, Ordering::AcqRel);
         }
         Ok(true)
     }

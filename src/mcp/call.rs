@@ -4,8 +4,10 @@ use super::{INVALID_PARAMS, INVALID_REQUEST};
 use crate::call::ToolCall;
 use serde_json::Value;
 
-/// Why a JSON-RPC message is not a usable `tools/call` request.
+/// Why a JSON-RPC message is not a usable `tools/call` request. More reasons may be
+/// added in a minor release; [`code`](McpError::code) covers them all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum McpError {
     /// The message is not a JSON object with `"jsonrpc": "2.0"`.
     #[error("not a JSON-RPC 2.0 message: expected an object with \"jsonrpc\": \"2.0\"")]

@@ -58,7 +58,8 @@ pub struct AuditRecord {
     pub rule: Option<String>,
     /// Why, for refusals.
     pub reason: Option<String>,
-    /// The limit concerned: `counter`, `scope`, `scope_id`, `key`, `max`, `window_s`.
+    /// The limit concerned: `counter`, `scope`, `scope_id`, `key`, `max`, `window_s`, and
+    /// `cost` when known.
     pub limit: Option<Value>,
     /// How long to wait, for `limit`.
     pub retry_after_ms: Option<u64>,
@@ -103,13 +104,6 @@ impl AuditRecord {
         decision: &Decision,
         args_sha256: String,
     ) -> AuditRecord {
-        let reason = match decision {
-            Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
-                Some(reason.to_string())
-            }
-            Decision::Limit { .. } => Some(decision.to_string()),
-            Decision::Allow { .. } => None,
-        };
         let approval = match decision {
             Decision::Allow { approval, .. } => approval.clone(),
             _ => None,
@@ -125,15 +119,11 @@ impl AuditRecord {
             decision: decision.kind(),
             code: decision.code(),
             rule: decision.rule().map(str::to_owned),
-            reason,
-            limit: decision.limit().map(|limit| {
-                json!({"counter": limit.counter().name(), "scope": limit.counter().scope(),
-                    "scope_id": limit.scope_id(), "key": limit.key().map(|k| k.to_json()), "max": limit.max(),
-                    "window_s": limit.counter().window_secs()})
-            }),
-            retry_after_ms: decision
-                .retry_after()
-                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            reason: decision.why().map(String::from),
+            limit: decision
+                .limit()
+                .and_then(|limit| serde_json::to_value(limit).ok()),
+            retry_after_ms: decision.retry_after_ms(),
             approval,
             args_sha256,
             policy_sha256: None,

@@ -514,7 +514,7 @@ fn decisions_serialize_as_audit_records() {
     assert_eq!(record["code"], "rate_limited");
     assert_eq!(
         record["limit"],
-        json!({"counter": "c", "scope": "grant", "scope_id": "g1", "key": null, "max": 1, "window_secs": 60, "cost": 1})
+        json!({"counter": "c", "scope": "grant", "scope_id": "g1", "key": null, "max": 1, "window_s": 60, "cost": 1})
     );
     assert!(record["retry_after_ms"].as_u64().unwrap() > 0);
     assert!(

@@ -129,12 +129,39 @@ fn tampered_reused_and_mismatched_approvals_never_reach_the_server() {
 
 #[test]
 fn an_expired_approval_never_reaches_the_server() {
-    let mut gw = Session::go_like(POLICY, &["--approval-ttl", "1"]);
+    // The gateway's key is known here, so the test can seal what the gateway would seal
+    // an hour later instead of waiting an expiry out on the wall clock.
+    let dir = std::env::temp_dir().join(format!("mcp-policy-expiry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("approval.key");
+    std::fs::write(&key_file, "3c".repeat(32)).unwrap();
+    let key = mcp_policy::mcp::ApprovalKey::from_hex(&"3c".repeat(32)).unwrap();
+    let flags = [
+        "--approval-ttl",
+        "90",
+        "--approval-key",
+        key_file.to_str().unwrap(),
+    ];
+    let mut gw = Session::go_like(POLICY, &flags);
     let args = json!({"client_id": 7, "template": "welcome"});
+    let since_epoch = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        u64::try_from(now.unwrap().as_millis()).unwrap()
+    };
+    let before = since_epoch();
     let state = ask(&mut gw, 1, &args);
-    // No signal marks an expiry: wait past it.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let answer = retry(&mut gw, 2, &args, &state);
+    let after = since_epoch();
+    let sealed = key.open(&state, before).unwrap();
+    assert!(
+        (before + 90_000..=after + 90_000).contains(&sealed.expires_ms),
+        "--approval-ttl 90 sets the expiry: {} not within [{before}, {after}] + 90 s",
+        sealed.expires_ms
+    );
+    // The same approval, sealed by the same key, that expired a second after it was made.
+    let expired = key
+        .seal(&sealed.binding, before - 3_600_000, 1_000)
+        .unwrap();
+    let answer = retry(&mut gw, 2, &args, &expired);
     assert_eq!(code(&answer), "approval_invalid", "{answer}");
     assert!(answer["result"]["content"][0]["text"]
         .as_str()

@@ -105,15 +105,44 @@ impl Decision {
     /// A denial made outside the policy's steps (by a gateway: a declined or invalid
     /// approval, a store that failed to record one).
     pub(crate) fn refused(call: &crate::ToolCall<'_>, code: DenyCode, reason: String) -> Decision {
-        let decision = Decision::Deny {
+        Decision::Deny {
             tool: ToolName::new(call.name()),
             rule: None,
             code,
             reason: Reason::composed(reason),
             limit: None,
-        };
-        crate::observe::decided(&decision);
-        decision
+        }
+    }
+
+    /// Why, for a person or an agent: the reason of a denial or of an approval asked
+    /// for, the whole line ([`Display`](fmt::Display)) of a rate limit; `None` for an
+    /// allowed call.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {"t": {"rate_limit": "1/minute"}}}"#
+    ///     .parse()?;
+    /// let engine = Engine::new(policy);
+    /// let call = ToolCall::new("t").grant("g1");
+    /// assert_eq!(engine.evaluate(&call).why(), None);
+    /// assert!(engine.evaluate(&call).why().unwrap().starts_with("rate limited: t: "));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn why(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
+                Some(std::borrow::Cow::Borrowed(reason))
+            }
+            Decision::Limit { .. } => Some(std::borrow::Cow::Owned(self.to_string())),
+            Decision::Allow { .. } => None,
+        }
+    }
+
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, as records carry it.
+    pub(crate) fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after()
+            .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The kind of decision: `"allow"`, `"deny"`, `"limit"` or `"require_approval"`.
@@ -227,26 +256,21 @@ impl Serialize for Decision {
         map.serialize_entry("code", self.code())?;
         map.serialize_entry("tool", self.tool())?;
         map.serialize_entry("rule", &self.rule())?;
-        match self {
-            Decision::Deny { reason, .. } | Decision::RequireApproval { reason, .. } => {
-                map.serialize_entry("reason", reason)?;
-            }
-            Decision::Limit { .. } => map.serialize_entry("reason", &self.to_string())?,
-            Decision::Allow {
-                usage, approval, ..
-            } => {
-                map.serialize_entry("charged", usage)?;
-                map.serialize_entry("approval", approval)?;
-            }
+        if let Some(why) = self.why() {
+            map.serialize_entry("reason", &why)?;
+        }
+        if let Decision::Allow {
+            usage, approval, ..
+        } = self
+        {
+            map.serialize_entry("charged", usage)?;
+            map.serialize_entry("approval", approval)?;
         }
         if let Some(limit) = self.limit() {
             map.serialize_entry("limit", limit)?;
         }
-        if let Some(wait) = self.retry_after() {
-            map.serialize_entry(
-                "retry_after_ms",
-                &u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            )?;
+        if let Some(wait) = self.retry_after_ms() {
+            map.serialize_entry("retry_after_ms", &wait)?;
         }
         map.end()
     }

@@ -79,7 +79,7 @@ impl Serialize for LimitInfo {
         map.serialize_entry("scope_id", &self.scope_id.as_deref())?;
         map.serialize_entry("key", &self.key().map(|k| k.to_json()))?;
         map.serialize_entry("max", &self.max)?;
-        map.serialize_entry("window_secs", &self.counter.window_secs())?;
+        map.serialize_entry("window_s", &self.counter.window_secs())?;
         if let Some(cost) = self.cost {
             map.serialize_entry("cost", &cost)?;
         }

@@ -8,6 +8,7 @@ use super::{audited, stream, BoxError, Identity, PolicyBody, PolicyLayer};
 use crate::mcp::Relay;
 use bytes::Bytes;
 use futures_channel::oneshot;
+use futures_util::future::Either;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response};
 use http_body::{Body, Frame};
@@ -176,18 +177,14 @@ pub(crate) async fn first_of<T>(
     future: impl Future<Output = T>,
     deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 ) -> Option<T> {
-    let mut future = std::pin::pin!(future);
-    let mut deadline = deadline;
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(value) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(value));
-        }
-        match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
-        }
-    })
-    .await
+    let future = std::pin::pin!(future);
+    match deadline {
+        None => Some(future.await),
+        Some(deadline) => match futures_util::future::select(future, deadline).await {
+            Either::Left((value, _)) => Some(value),
+            Either::Right(((), _)) => None,
+        },
+    }
 }
 
 /// Messages as event-stream events.

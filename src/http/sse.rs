@@ -2,6 +2,14 @@
 //! CRLF; an event ends at a blank line; `data` lines join with LF; a leading BOM is
 //! dropped. Incremental and linear: each byte is looked at once, however the stream is
 //! cut into chunks.
+//!
+//! Written here rather than taken from `sse-stream` or `eventsource-stream` because a
+//! gateway needs three things neither gives: a bound on an event's size (both buffer an
+//! endless line or endless `data` lines from a hostile upstream without limit); the
+//! lines other than `data` kept as they came, so that `id`, `retry`, comments and unknown
+//! fields reach the client unchanged and in order; and the specification's leniency
+//! (`sse-stream` ends the stream on an unknown field, a line without a colon, or a
+//! repeated `id`, which the specification says to ignore or take the last of).
 
 /// One event: its `data` (lines joined with LF), and its other lines as they came
 /// (`id`, `event`, `retry`, comments), to be written back unchanged.

@@ -126,9 +126,7 @@ impl Relay {
             (Ok(()), None) => Some((DenyCode::ApprovalInvalid, ApprovalError::Forged.to_string())),
         };
         if let Some((code, reason)) = problem {
-            let denial = Decision::refused(&call, code, reason);
-            out.notes.push(denial.to_string());
-            self.refuse(id, &call, &denial, revision, out);
+            self.refuse_outside_policy(id, &call, code, reason, revision, out);
             return None;
         }
         out.notes.push(format!(
@@ -283,9 +281,8 @@ impl Relay {
         let sealed = match checked {
             Ok(sealed) => sealed,
             Err(e) => {
-                let denial = Decision::refused(call, DenyCode::ApprovalInvalid, e.to_string());
-                out.notes.push(denial.to_string());
-                self.refuse(id, call, &denial, revision, out);
+                let code = DenyCode::ApprovalInvalid;
+                self.refuse_outside_policy(id, call, code, e.to_string(), revision, out);
                 return None;
             }
         };
@@ -300,9 +297,7 @@ impl Relay {
             })
         });
         if let Some((code, reason)) = problem {
-            let denial = Decision::refused(call, code, reason);
-            out.notes.push(denial.to_string());
-            self.refuse(id, call, &denial, revision, out);
+            self.refuse_outside_policy(id, call, code, reason, revision, out);
             return None;
         }
         let decision = self.engine.evaluate(&call.approval(&sealed.nonce));

@@ -254,6 +254,24 @@ impl Relay {
         self.refuse_with_note(id, call, decision, revision, note, out);
     }
 
+    /// Refuses `call` for a reason of the gateway's own, outside the policy's steps (an
+    /// approval declined, invalid or unanswered): the denial is counted in metrics as the
+    /// engine counts its own, noted, audited and answered.
+    pub(super) fn refuse_outside_policy(
+        &self,
+        id: &Value,
+        call: &Call<'_>,
+        code: DenyCode,
+        reason: String,
+        revision: Revision,
+        out: &mut Output,
+    ) {
+        let denial = Decision::refused(call, code, reason);
+        crate::observe::decided(&denial);
+        out.notes.push(denial.to_string());
+        self.refuse(id, call, &denial, revision, out);
+    }
+
     /// Answers a refused call with its refusal, `note` added to its text.
     pub(super) fn refuse_with_note(
         &self,

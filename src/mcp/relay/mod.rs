@@ -18,7 +18,7 @@ pub use approvals::Approvals;
 
 use crate::call::ToolCall;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{Decision, DenyCode};
+use crate::decision::DenyCode;
 use crate::engine::Engine;
 use crate::mcp::{parse_message, tool_call, MessageError, Revision, DEFAULT_MAX_MESSAGE};
 use crate::policy::Outcome;
@@ -382,13 +382,14 @@ impl Relay {
                             self.session.as_deref(),
                         ),
                 );
-                let denial = Decision::refused(
+                self.refuse_outside_policy(
+                    &asking.client_id,
                     &call,
                     DenyCode::ApprovalDeclined,
                     "no person answered the approval request in time".into(),
+                    asking.revision,
+                    &mut out,
                 );
-                out.notes.push(denial.to_string());
-                self.refuse(&asking.client_id, &call, &denial, asking.revision, &mut out);
             }
         }
         let before = state.server_requests.len();

@@ -17,10 +17,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
-#[path = "../../tests/common/redis_server.rs"]
-mod redis_server;
+mod common;
+use common::{gateway, redis_server};
 
 use gateway::Session;
 use serde_json::{json, Value};

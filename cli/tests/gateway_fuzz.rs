@@ -26,8 +26,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
+mod common;
+use common::gateway;
 
 use gateway::Session;
 use serde_json::{json, Value};

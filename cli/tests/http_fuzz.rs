@@ -16,10 +16,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
-#[path = "common/http_stack.rs"]
-mod http_stack;
+mod common;
+use common::http_stack;
 
 use http_stack::{Stack, TOKEN};
 use serde_json::{json, Value};

@@ -15,10 +15,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
-#[path = "common/http_stack.rs"]
-mod http_stack;
+mod common;
+use common::{gateway, http_stack};
 
 use http_stack::{free_port, sha256_hex, wait_for_port, Stack, TOKEN};
 

@@ -10,12 +10,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
-#[path = "common/http_stack.rs"]
-mod http_stack;
-#[path = "../../tests/common/redis_server.rs"]
-mod redis_server;
+mod common;
+use common::{gateway, http_stack, redis_server};
 
 use http_stack::{Stack, TOKEN};
 use serde_json::json;

@@ -9,8 +9,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
+mod common;
+use common::gateway;
 
 use gateway::{go_like_server, Session};
 use mcp_policy::mcp::tool_digest;

@@ -8,8 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "common/gateway.rs"]
-mod gateway;
+mod common;
+use common::gateway;
 
 const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"],"tools":{
   "whmcs_get_ticket":{},

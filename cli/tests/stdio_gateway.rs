@@ -10,8 +10,8 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/gateway.rs"]
-mod gateway;
+mod common;
+use common::gateway;
 
 use gateway::{text, Session};
 use serde_json::{json, Value};

@@ -2,14 +2,6 @@
 //! a real MCP server process: the library's example WHMCS server, or the Go-like server of
 //! `tests/servers/go_like_server.py`, which logs every message that reaches it.
 
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

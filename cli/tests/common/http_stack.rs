@@ -1,9 +1,6 @@
 //! The HTTP gateway process in front of an upstream (the SDK's server, or a hostile one),
 //! and raw HTTP/1.1 requests to it.
 
-#![allow(dead_code)]
-
-// The test crate including this file also includes `common/gateway.rs` as `gateway`.
 use super::gateway;
 
 use serde_json::{json, Value};

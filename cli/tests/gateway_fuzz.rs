@@ -27,6 +27,7 @@
 )]
 
 mod common;
+use common::fuzz::{env_number, Rng};
 use common::gateway;
 
 use gateway::Session;
@@ -67,29 +68,6 @@ const REFUSED: &[&str] = &[
 const MAX_MESSAGE: usize = 65_536;
 
 /// xorshift64*: small, seedable, enough for choosing traffic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
 /// One message for the gateway and the answer it must get: `Some(id)` for exactly one
 /// answer with that id (`null` included), `None` for no answer.
 struct Message {
@@ -504,14 +482,8 @@ fn diff(expected: &HashMap<String, usize>, answered: &HashMap<String, usize>) ->
 
 #[test]
 fn random_traffic_never_gets_past_the_gateway() {
-    let streams: u64 = std::env::var("GATEWAY_FUZZ_STREAMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
-    let first: u64 = std::env::var("GATEWAY_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let streams: u64 = env_number("GATEWAY_FUZZ_STREAMS", 6);
+    let first: u64 = env_number("GATEWAY_FUZZ_SEED", 0x9e37_79b9_7f4a_7c15);
     for n in 0..streams {
         run_stream(first.wrapping_add(n.wrapping_mul(0x1000_0001)), 150);
     }

@@ -17,25 +17,11 @@
 )]
 
 mod common;
+use common::fuzz::{env_number, Rng};
 use common::http_stack;
 
 use http_stack::{Stack, TOKEN};
 use serde_json::{json, Value};
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 const TOOLS: &[&str] = &[
     "whmcs_get_ticket",
@@ -47,7 +33,7 @@ const TOOLS: &[&str] = &[
 ];
 
 fn body(rng: &mut Rng) -> String {
-    let tool = rng.pick(TOOLS);
+    let tool = *rng.pick(TOOLS);
     let call = json!({"jsonrpc": "2.0", "id": rng.below(1000), "method": "tools/call",
         "params": {"name": tool, "arguments": {"ticket_id": rng.below(3)}}});
     match rng.below(6) {
@@ -61,14 +47,8 @@ fn body(rng: &mut Rng) -> String {
 
 #[test]
 fn random_requests_never_get_past_the_http_gateway() {
-    let requests: usize = std::env::var("HTTP_FUZZ_REQUESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
-    let seed: u64 = std::env::var("HTTP_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x2545_f491);
+    let requests: usize = env_number("HTTP_FUZZ_REQUESTS", 120);
+    let seed: u64 = env_number("HTTP_FUZZ_SEED", 0x2545_f491);
     let mut rng = Rng(seed | 1);
     let stack = Stack::hostile(&[]);
     let bearer = format!("Bearer {TOKEN}");
@@ -79,8 +59,11 @@ fn random_requests_never_get_past_the_http_gateway() {
         let text = body(&mut rng);
         let mut headers = vec![("authorization", bearer.as_str())];
         match rng.below(5) {
-            0 => headers.extend([("mcp-name", rng.pick(TOOLS)), ("mcp-name", rng.pick(TOOLS))]),
-            1 => headers.push(("mcp-name", rng.pick(TOOLS))),
+            0 => headers.extend([
+                ("mcp-name", *rng.pick(TOOLS)),
+                ("mcp-name", *rng.pick(TOOLS)),
+            ]),
+            1 => headers.push(("mcp-name", *rng.pick(TOOLS))),
             2 => headers.extend([("mcp-method", "tools/call"), ("mcp-method", "tools/list")]),
             _ => {}
         }

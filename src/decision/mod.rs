@@ -124,7 +124,7 @@ impl Decision {
     /// let policy: Policy = r#"{"version": "1", "tools": {"t": {"rate_limit": "1/minute"}}}"#
     ///     .parse()?;
     /// let engine = Engine::new(policy);
-    /// let call = ToolCall::new("t").grant("g1");
+    /// let call = ToolCall::new("t").session("s1");
     /// assert_eq!(engine.evaluate(&call).why(), None);
     /// assert!(engine.evaluate(&call).why().unwrap().starts_with("rate limited: t: "));
     /// # Ok::<(), mcp_policy::PolicyError>(())

@@ -577,6 +577,32 @@ fn clones_of_a_decision_share_one_refund() {
 }
 
 #[test]
+fn clones_refunding_on_many_threads_give_back_once() {
+    for _ in 0..50 {
+        let (engine, _) = engine(
+            json!({"version": "1", "tools": {"t": {"limits": [{"window": "minute", "max": 3}]}}}),
+        );
+        let call = ToolCall::new("t").grant("g");
+        let first = engine.evaluate(&call);
+        assert!(engine.evaluate(&call).is_allowed());
+        // Two units in one bucket: a second give-back would not be clamped away.
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let copy = first.clone();
+                    engine.refund(&copy).unwrap();
+                    engine.refund(&first).unwrap();
+                });
+            }
+        });
+        let admitted = (0..4)
+            .filter(|_| engine.evaluate(&call).is_allowed())
+            .count();
+        assert_eq!(admitted, 2, "one unit given back, not more");
+    }
+}
+
+#[test]
 fn engines_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Engine>();

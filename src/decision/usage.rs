@@ -92,8 +92,9 @@ impl Serialize for LimitInfo {
 /// # Clones share one refund
 /// A clone of a `Usage` (or of the `Decision` holding it) is the same ticket: whichever
 /// copy reports the call's outcome, its units are given back at most once among all of
-/// them. Evaluating allocates nothing for this; the first clone or refund of a usage with
-/// charges allocates the shared progress once.
+/// them. Evaluating and refunding allocate nothing; the first clone of a usage with
+/// charges moves its refund progress to the heap, to share it. A clone made while a
+/// refund of the same usage is under way on another thread waits for that refund.
 ///
 /// [`Engine::refund`]: crate::Engine::refund
 #[derive(Debug)]
@@ -102,18 +103,61 @@ pub struct Usage {
     pub(crate) charges: Charges,
     /// The engine that recorded it: only that engine gives it back.
     pub(crate) engine: u64,
-    /// How far the refund got, shared by every clone; made on first need.
-    progress: OnceLock<Arc<RefundProgress>>,
+    /// The refund's progress while no clone exists; `SHARED` once it moved to `shared`.
+    own: RefundProgress,
+    /// The refund's progress shared with clones, once there are any.
+    shared: OnceLock<Arc<RefundProgress>>,
 }
 
-/// How far a usage's refund got, shared by its clones.
+/// How far a usage's refund got.
 #[derive(Debug, Default)]
 pub(crate) struct RefundProgress {
-    /// Set by the refund that owns the give-back; cleared again if the store failed, so
-    /// that the refund can be retried.
-    pub(crate) refunding: AtomicBool,
+    state: AtomicU8,
     /// Charges given back so far, in order; a retried refund resumes here.
-    pub(crate) released: AtomicUsize,
+    released: AtomicUsize,
+}
+
+/// Nobody is refunding; a refund may begin (again, after a store failure).
+const IDLE: u8 = 0;
+/// A refund owns the give-back.
+const REFUNDING: u8 = 1;
+/// Given back: nothing more to do.
+const DONE: u8 = 2;
+/// (`own` only) a clone is moving the progress to `shared`.
+const SHARING: u8 = 3;
+/// (`own` only) the progress lives in `shared`.
+const SHARED: u8 = 4;
+
+impl RefundProgress {
+    fn at(state: u8, released: usize) -> RefundProgress {
+        RefundProgress {
+            state: AtomicU8::new(state),
+            released: AtomicUsize::new(released),
+        }
+    }
+
+    /// Charges given back so far.
+    pub(crate) fn released(&self) -> usize {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// One more charge given back.
+    pub(crate) fn advance(&self) {
+        self.released.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends the refund this caller began: `complete`, or stopped by a store failure (then
+    /// it can be retried).
+    pub(crate) fn end(&self, complete: bool) {
+        let state = if complete { DONE } else { IDLE };
+        self.state.store(state, Ordering::Release);
+    }
+
+    fn try_begin(&self) -> bool {
+        self.state
+            .compare_exchange(IDLE, REFUNDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 impl Usage {
@@ -126,13 +170,29 @@ impl Usage {
             at,
             charges,
             engine,
-            progress: OnceLock::new(),
+            own: RefundProgress::default(),
+            shared: OnceLock::new(),
         }
     }
 
-    /// The refund progress every clone of this usage shares.
-    pub(crate) fn progress(&self) -> &RefundProgress {
-        self.progress.get_or_init(Arc::default)
+    /// Begins the refund, if nobody began it yet (or the last try failed): the progress
+    /// to advance and [`end`](RefundProgress::end). `None`: refunded, or being refunded.
+    pub(crate) fn begin_refund(&self) -> Option<&RefundProgress> {
+        loop {
+            match self.own.state.load(Ordering::Acquire) {
+                SHARED => {
+                    let shared = self.shared.get()?;
+                    return shared.try_begin().then_some(&**shared);
+                }
+                SHARING => std::thread::yield_now(),
+                IDLE => {
+                    if self.own.try_begin() {
+                        return Some(&self.own);
+                    }
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// When the call was recorded.
@@ -157,26 +217,64 @@ impl Usage {
 
     /// Whether it was refunded already, through this copy or any clone of it.
     pub fn is_refunded(&self) -> bool {
-        self.progress.get().is_some_and(|progress| {
-            progress.refunding.load(Ordering::Acquire)
-                && progress.released.load(Ordering::Acquire) >= self.charges.len()
-        })
+        let progress = match self.own.state.load(Ordering::Acquire) {
+            SHARED | SHARING => match self.shared.get() {
+                Some(shared) => &**shared,
+                None => return false,
+            },
+            _ => &self.own,
+        };
+        progress.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// The progress every clone shares, moved out of `own` on the first clone.
+    fn share(&self) -> Arc<RefundProgress> {
+        loop {
+            let state = self.own.state.load(Ordering::Acquire);
+            match state {
+                SHARED => {
+                    if let Some(shared) = self.shared.get() {
+                        return Arc::clone(shared);
+                    }
+                }
+                IDLE | DONE => {
+                    let moving = self.own.state.compare_exchange(
+                        state,
+                        SHARING,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    if moving.is_ok() {
+                        let released = self.own.released();
+                        let shared = Arc::clone(
+                            self.shared
+                                .get_or_init(|| Arc::new(RefundProgress::at(state, released))),
+                        );
+                        self.own.state.store(SHARED, Ordering::Release);
+                        return shared;
+                    }
+                }
+                // A refund (or another clone) is under way here: wait for it.
+                _ => std::thread::yield_now(),
+            }
+        }
     }
 }
 
 impl Clone for Usage {
     /// The same ticket: the clone and the original share one refund.
     fn clone(&self) -> Usage {
-        let progress = match self.charges.is_empty() {
+        let (own, shared) = match self.charges.is_empty() {
             // Nothing to give back: nothing to share.
-            true => OnceLock::new(),
-            false => OnceLock::from(Arc::clone(self.progress.get_or_init(Arc::default))),
+            true => (RefundProgress::default(), OnceLock::new()),
+            false => (RefundProgress::at(SHARED, 0), OnceLock::from(self.share())),
         };
         Usage {
             at: self.at,
             charges: self.charges.clone(),
             engine: self.engine,
-            progress,
+            own,
+            shared,
         }
     }
 }

@@ -306,17 +306,11 @@ impl Engine {
         if usage.engine != self.id || !usage.charges.iter().any(|c| c.refund.refunds(outcome)) {
             return Ok(false);
         }
-        let progress = usage.progress();
-        if progress
-            .refunding
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        let Some(progress) = usage.begin_refund() else {
             return Ok(false);
-        }
+        };
         let now = self.clock.now();
-        let start = progress.released.load(Ordering::Acquire);
-        for charge in usage.charges.iter().skip(start) {
+        for charge in usage.charges.iter().skip(progress.released()) {
             if charge.refund.refunds(outcome) {
                 let key = CounterKey {
                     counter: &charge.counter,
@@ -325,12 +319,13 @@ impl Engine {
                 };
                 if let Err(e) = self.store.release(now, key, usage.at, charge.cost) {
                     // What was given back stays given back; the rest can be retried.
-                    progress.refunding.store(false, Ordering::Release);
+                    progress.end(false);
                     return Err(e);
                 }
             }
-            progress.released.fetch_add(1, Ordering::AcqRel);
+            progress.advance();
         }
+        progress.end(true);
         Ok(true)
     }
 

@@ -1,14 +1,13 @@
 //! Decision events (feature `tracing`).
 
 use crate::audit::AuditRecord;
-use serde_json::Value;
 
 /// An event for a decision (feature `tracing`): refusals at INFO, allows at DEBUG, with
 /// the audit record's fields but never the arguments.
 #[cfg(feature = "tracing")]
 pub(super) fn trace_decision(record: &AuditRecord) {
-    let limit = record.limit.as_ref().map(Value::to_string);
-    let shadow = record.shadow.as_ref().map(Value::to_string);
+    let limit = record.limit.as_ref().map(serde_json::Value::to_string);
+    let shadow = record.shadow.as_ref().map(serde_json::Value::to_string);
     macro_rules! decided {
         ($level:expr) => {
             tracing::event!(

@@ -31,6 +31,60 @@ pub struct ToolCall<'a> {
     arguments: Option<&'a Value>,
     approved: bool,
     approval: Option<&'a str>,
+    scopes: Option<Scopes<'a>>,
+}
+
+/// The OAuth scopes a caller's token carries, borrowed from wherever the gateway keeps
+/// them (`&["a", "b"]`, a `Vec<String>`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scopes<'a>(ScopeList<'a>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ScopeList<'a> {
+    Strs(&'a [&'a str]),
+    Strings(&'a [String]),
+}
+
+impl<'a> Scopes<'a> {
+    /// Whether `scope` is among them.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.iter().any(|own| own == scope)
+    }
+
+    /// Each scope, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> {
+        let (strs, strings) = match self.0 {
+            ScopeList::Strs(list) => (list, &[][..]),
+            ScopeList::Strings(list) => (&[][..], list),
+        };
+        strs.iter()
+            .copied()
+            .chain(strings.iter().map(String::as_str))
+    }
+}
+
+impl<'a> From<&'a [&'a str]> for Scopes<'a> {
+    fn from(list: &'a [&'a str]) -> Scopes<'a> {
+        Scopes(ScopeList::Strs(list))
+    }
+}
+
+impl<'a, const N: usize> From<&'a [&'a str; N]> for Scopes<'a> {
+    fn from(list: &'a [&'a str; N]) -> Scopes<'a> {
+        Scopes(ScopeList::Strs(list))
+    }
+}
+
+impl<'a> From<&'a [String]> for Scopes<'a> {
+    fn from(list: &'a [String]) -> Scopes<'a> {
+        Scopes(ScopeList::Strings(list))
+    }
+}
+
+impl<'a> From<&'a Vec<String>> for Scopes<'a> {
+    fn from(list: &'a Vec<String>) -> Scopes<'a> {
+        Scopes(ScopeList::Strings(list))
+    }
 }
 
 impl<'a> ToolCall<'a> {
@@ -44,6 +98,7 @@ impl<'a> ToolCall<'a> {
             arguments: None,
             approved: false,
             approval: None,
+            scopes: None,
         }
     }
 
@@ -123,6 +178,32 @@ impl<'a> ToolCall<'a> {
         self.approved = true;
         self.approval = Some(id);
         self
+    }
+
+    /// Sets the OAuth scopes the caller's token carries. A rule with `scopes` refuses a
+    /// call that lacks one of them, and a call whose scopes were never set, with
+    /// `insufficient_scope`.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {
+    ///     "whmcs_update_ticket": {"scopes": ["tickets:write"]}}}"#.parse()?;
+    /// let engine = Engine::new(policy);
+    /// let reader = ToolCall::new("whmcs_update_ticket").scopes(&["tickets:read"]);
+    /// assert_eq!(engine.evaluate(&reader).code(), "insufficient_scope");
+    /// let writer = ToolCall::new("whmcs_update_ticket").scopes(&["tickets:read", "tickets:write"]);
+    /// assert!(engine.evaluate(&writer).is_allowed());
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn scopes(mut self, scopes: impl Into<Scopes<'a>>) -> ToolCall<'a> {
+        self.scopes = Some(scopes.into());
+        self
+    }
+
+    /// The caller's scopes, if they were set.
+    pub fn granted_scopes(&self) -> Option<Scopes<'a>> {
+        self.scopes
     }
 
     /// The tool's name.
@@ -209,12 +290,16 @@ pub struct CallRecord {
     /// Whether a person approved the call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approved: bool,
+    /// The OAuth scopes the caller's token carries; `None`: no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 impl CallRecord {
     /// The names of the fields a record reads.
-    pub const FIELDS: &'static [&'static str] =
-        &["tool", "args", "grant", "agent", "session", "approved"];
+    pub const FIELDS: &'static [&'static str] = &[
+        "tool", "args", "grant", "agent", "session", "approved", "scopes",
+    ];
 
     /// A record of a call of `tool`, with no identity, no arguments, not approved.
     ///
@@ -241,13 +326,17 @@ impl CallRecord {
     /// assert!(record.call().is_approved());
     /// ```
     pub fn call(&self) -> ToolCall<'_> {
-        ToolCall::new(&self.tool)
+        let call = ToolCall::new(&self.tool)
             .arguments_opt(self.args.as_ref())
             .ids(
                 self.grant.as_deref(),
                 self.agent.as_deref(),
                 self.session.as_deref(),
             )
-            .approved(self.approved)
+            .approved(self.approved);
+        match &self.scopes {
+            Some(scopes) => call.scopes(scopes),
+            None => call,
+        }
     }
 }

@@ -148,7 +148,7 @@ mod short_eq;
 pub mod store;
 mod thread_copies;
 
-pub use call::{CallRecord, ToolCall};
+pub use call::{CallRecord, Scopes, ToolCall};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
 pub use engine::{Engine, EngineBuilder};

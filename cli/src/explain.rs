@@ -47,6 +47,7 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
         grant: args.identity.grant.clone(),
         agent: args.identity.agent.clone(),
         session: args.identity.session.clone(),
+        scopes: args.identity.scopes.clone(),
         approved: args.approved,
     };
     let explanation = engine.explain(&record.call());

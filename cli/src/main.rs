@@ -89,6 +89,10 @@ struct Identity {
     /// The session id.
     #[arg(long, value_name = "ID")]
     session: Option<String>,
+    /// The OAuth scopes the caller holds, comma-separated; rules with `scopes` refuse a
+    /// call without them (`insufficient_scope`).
+    #[arg(long, value_name = "S1,S2", value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
 }
 
 /// A path given on the command line.

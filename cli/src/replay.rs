@@ -226,6 +226,9 @@ fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String
             agent: text("agent"),
             session: text("session"),
             approved: value.get("approval").is_some_and(|a| !a.is_null()),
+            scopes: value
+                .get("scopes")
+                .and_then(|s| serde_json::from_value(s.clone()).ok()),
         },
         at_ms: ms.saturating_sub(start),
     };

@@ -308,6 +308,9 @@ pub enum DenyCode {
     /// The tool is pinned and its definition, as the server last listed it, differs from
     /// the pin or was never listed (`on_drift` `deny` or `hide`).
     PinDrift,
+    /// The rule names OAuth `scopes` the caller's token lacks (or the call carries no
+    /// token's scopes at all): the caller may ask its authorization server for them.
+    InsufficientScope,
 }
 
 impl DenyCode {
@@ -327,6 +330,7 @@ impl DenyCode {
             DenyCode::ApprovalDeclined => "approval_declined",
             DenyCode::ApprovalInvalid => "approval_invalid",
             DenyCode::PinDrift => "pin_drift",
+            DenyCode::InsufficientScope => "insufficient_scope",
         }
     }
 }

@@ -51,6 +51,11 @@ impl Engine {
                 ),
             };
         }
+        // 3b. Scopes: before arguments are looked at or anything is counted, so that a
+        // caller without them learns what to ask its authorization server for.
+        if let Some(why) = missing_scopes(rule, &policy.all_tools, call) {
+            return deny(rule, DenyCode::InsufficientScope, Reason::composed(why));
+        }
         let args = call.args();
         let sections = || rule.into_iter().chain(std::iter::once(&policy.all_tools));
         let has_conditions =
@@ -130,4 +135,49 @@ pub(super) fn condition_reason(condition: &Condition, section: &Rule) -> Reason 
         .or(section.reason.as_ref())
         .unwrap_or(&condition.fallback);
     Reason::shared(text)
+}
+
+/// The scopes `rule` and `all_tools` name, each once, in order.
+pub(super) fn required_scopes<'r>(
+    rule: Option<&'r Rule>,
+    all_tools: &'r Rule,
+) -> impl Iterator<Item = &'r str> {
+    let named = rule
+        .into_iter()
+        .chain([all_tools])
+        .flat_map(|r| r.scopes.iter());
+    let mut seen: Vec<&str> = Vec::new();
+    named.filter_map(move |scope| {
+        let scope: &str = scope;
+        (!seen.contains(&scope)).then(|| {
+            seen.push(scope);
+            scope
+        })
+    })
+}
+
+/// Why the call lacks scopes the rule or `all_tools` needs; `None` when it has them (or
+/// none are needed). Allocates only to refuse.
+fn missing_scopes(rule: Option<&Rule>, all_tools: &Rule, call: &ToolCall<'_>) -> Option<String> {
+    if rule.map_or(true, |r| r.scopes.is_empty()) && all_tools.scopes.is_empty() {
+        return None;
+    }
+    let granted = call.granted_scopes();
+    let has = |scope: &str| granted.is_some_and(|g| g.contains(scope));
+    let needed: Vec<&str> = required_scopes(rule, all_tools).collect();
+    let missing: Vec<&str> = needed.iter().copied().filter(|s| !has(s)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(match granted {
+        None => format!(
+            "this tool needs the OAuth scope(s) {}, and the call carries no token's scopes",
+            needed.join(" ")
+        ),
+        Some(_) => format!(
+            "this tool needs the OAuth scope(s) {}; the caller's token lacks {}",
+            needed.join(" "),
+            missing.join(" ")
+        ),
+    })
 }

@@ -465,6 +465,24 @@ impl Engine {
         self.resolve(&policy, tool).rule_key().map(str::to_owned)
     }
 
+    /// What a caller refused `insufficient_scope` should ask its authorization server for:
+    /// the scopes `call`'s rule and `all_tools` need, then those it has, each once,
+    /// space-separated (the `scope` of a step-up challenge).
+    pub(crate) fn step_up_scopes(&self, call: &ToolCall<'_>) -> String {
+        let policy = self.policy();
+        let rule = match self.resolve(&policy, call.name()) {
+            Resolution::Governed { rule, .. } => rule,
+            Resolution::Hidden(_) => None,
+        };
+        let mut scopes: Vec<&str> = decide::required_scopes(rule, &policy.all_tools).collect();
+        for own in call.granted_scopes().iter().flat_map(|g| g.iter()) {
+            if !scopes.contains(&own) {
+                scopes.push(own);
+            }
+        }
+        scopes.join(" ")
+    }
+
     /// Records listed entries (see [`observe_tools`](Self::observe_tools)), each already
     /// hinted and digested.
     pub(crate) fn observe_entries(&self, entries: &[crate::catalog::Entry<'_>]) {

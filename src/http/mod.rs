@@ -50,13 +50,17 @@
 //! call's result. Give the layer a timer so that an unanswered request counts as a decline
 //! after the approvals' timeout; without one the call waits until the client goes away.
 
+mod challenge;
 mod headers;
 mod held;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 mod service;
 mod sessions;
 mod sse;
 mod stream;
 
+pub use challenge::{bearer_challenge, Challenge};
 pub use headers::HEADER_MISMATCH;
 pub use service::PolicyService;
 
@@ -85,6 +89,9 @@ pub struct Identity {
     pub agent: Option<String>,
     /// The session id.
     pub session: Option<String>,
+    /// The OAuth scopes of the caller's token; `None` when it has no token (then rules
+    /// with `scopes` refuse its calls).
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A `tower` layer enforcing a policy in front of an MCP Streamable HTTP service.
@@ -114,6 +121,8 @@ pub struct PolicyLayer<F> {
     audit: Option<AuditSink>,
     request_timeout: Duration,
     body_timeout: Duration,
+    /// The protected resource metadata URL a step-up challenge names.
+    resource_metadata: Option<Arc<str>>,
 }
 
 /// Receives audit records, one JSON object per call (see [`crate::audit`]).
@@ -152,6 +161,7 @@ impl<F> Clone for PolicyLayer<F> {
             audit: self.audit.clone(),
             request_timeout: self.request_timeout,
             body_timeout: self.body_timeout,
+            resource_metadata: self.resource_metadata.clone(),
         }
     }
 }
@@ -176,6 +186,7 @@ where
             blocking: None,
             audit: None,
             request_timeout: Duration::from_secs(600),
+            resource_metadata: None,
             body_timeout: Duration::from_secs(30),
         }
     }
@@ -218,6 +229,15 @@ where
         self
     }
 
+    /// The protected resource metadata URL (RFC 9728) that a step-up challenge names: a
+    /// call refused `insufficient_scope` gets HTTP 403 with `WWW-Authenticate: Bearer
+    /// error="insufficient_scope", scope="…", resource_metadata="…"`, so that an MCP
+    /// client asks its authorization server for the scopes and tries again.
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> PolicyLayer<F> {
+        self.resource_metadata = Some(Arc::from(url.into()));
+        self
+    }
+
     /// How long a request body may take to arrive (default 30 s; needs a
     /// [`timer`](Self::timer)); past it the request gets 408.
     pub fn body_timeout(mut self, timeout: Duration) -> PolicyLayer<F> {
@@ -249,6 +269,22 @@ where
 
 impl<F> PolicyLayer<F> {
     /// A relay for `identity`, configured as this layer is.
+    /// HTTP 403 for a call refused `insufficient_scope`: the refusal as the body, and the
+    /// step-up challenge naming `scope`.
+    fn step_up(&self, scope: &str, refusal: Option<&String>) -> Response<PolicyBody> {
+        let message = refusal
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null);
+        let mut response = answer(StatusCode::FORBIDDEN, &message);
+        let challenge = Challenge::InsufficientScope(scope);
+        if let Some(value) = bearer_challenge(challenge, self.resource_metadata.as_deref()) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
     fn relay(&self, identity: &Identity, elicits: bool) -> Relay {
         let mut relay = Relay::builder(Arc::clone(&self.engine))
             .max_message(self.max_body)
@@ -266,6 +302,9 @@ impl<F> PolicyLayer<F> {
         }
         if let Some(session) = &identity.session {
             relay = relay.session(session.clone());
+        }
+        if let Some(scopes) = &identity.scopes {
+            relay = relay.scopes(scopes.iter().cloned());
         }
         let relay = relay.build();
         if let Some(hex) = self

@@ -205,6 +205,9 @@ where
                 return Ok(held.into_response());
             }
         }
+        if let Some(scope) = &out.step_up {
+            return Ok(self.step_up(scope, out.to_client.first()));
+        }
         let Some(forward) = out.to_server.into_iter().next() else {
             return Ok(match out.to_client.first() {
                 Some(text) => {

@@ -62,6 +62,8 @@ pub(crate) struct Rule {
     pub(crate) limits: Vec<Limit>,
     /// The `rate_limit` shorthand, kept apart so the policy serializes as written.
     pub(crate) rate_limit: Option<Limit>,
+    /// OAuth scopes the caller's token must carry.
+    pub(crate) scopes: Vec<Arc<str>>,
 }
 
 impl Rule {

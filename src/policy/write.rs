@@ -61,6 +61,10 @@ fn rule_json(rule: &Rule) -> Map<String, Value> {
     if let Some(reason) = &rule.reason {
         map.insert("reason".into(), (**reason).into());
     }
+    if !rule.scopes.is_empty() {
+        let scopes = rule.scopes.iter().map(|s| Value::from(&**s)).collect();
+        map.insert("scopes".into(), Value::Array(scopes));
+    }
     for (field, conditions) in [
         ("require", &rule.require),
         ("deny_if", &rule.deny_if),

@@ -377,6 +377,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
         grant: Some(entry.grant.clone()),
         agent: entry.agent.clone(),
         session: session.clone().or_else(|| Some(entry.grant.clone())),
+        scopes: None,
     };
     let (mut parts, body) = request.into_parts();
     // The client's credential is never forwarded.

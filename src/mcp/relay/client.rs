@@ -229,11 +229,20 @@ impl Relay {
             client_error(out, id, GATEWAY_ERROR, "the MCP server has exited");
             return None;
         }
-        Some(Call::new(call.ids(
+        Some(Call::new(self.identified(call)))
+    }
+
+    /// `call` with the caller's identity: ids and scopes.
+    pub(super) fn identified<'c>(&'c self, call: ToolCall<'c>) -> ToolCall<'c> {
+        let call = call.ids(
             self.grant.as_deref(),
             self.agent.as_deref(),
             self.session.as_deref(),
-        )))
+        );
+        match &self.scopes {
+            Some(scopes) => call.scopes(scopes),
+            None => call,
+        }
     }
 
     /// Answers a refused call with its refusal.
@@ -283,6 +292,9 @@ impl Relay {
         out: &mut Output,
     ) {
         self.record(id, call, decision, out);
+        if decision.code() == DenyCode::InsufficientScope.as_str() {
+            out.step_up = Some(self.engine.step_up_scopes(call));
+        }
         if let Some(answer) = refusal_with_note(id, decision, revision, note) {
             out.to_client.push(answer.to_string());
         }

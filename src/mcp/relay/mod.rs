@@ -99,6 +99,7 @@ pub struct Relay {
     grant: Option<String>,
     agent: Option<String>,
     session: Option<String>,
+    scopes: Option<Vec<String>>,
     max_message: usize,
     max_pending: usize,
     request_timeout: Duration,
@@ -146,6 +147,14 @@ impl RelayBuilder {
     /// The session id every call is evaluated with.
     pub fn session(mut self, id: impl Into<String>) -> RelayBuilder {
         self.relay.session = Some(id.into());
+        self
+    }
+
+    /// The OAuth scopes of the caller's token, which rules with `scopes` need; without
+    /// them, such rules refuse every call (`insufficient_scope`, and
+    /// [`Output::step_up`] says what to ask for).
+    pub fn scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> RelayBuilder {
+        self.relay.scopes = Some(scopes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -231,6 +240,10 @@ pub struct Output {
     /// Audit records (one JSON object each: decisions, and outcomes of allowed calls),
     /// when the relay keeps them ([`RelayBuilder::audit`]).
     pub audit: Vec<String>,
+    /// When a call was refused `insufficient_scope`: the scopes to ask the authorization
+    /// server for (those the call needs, then those the caller has, space-separated). An
+    /// HTTP gateway answers 403 with a step-up challenge naming them.
+    pub step_up: Option<String>,
 }
 
 impl Relay {
@@ -245,6 +258,7 @@ impl Relay {
                 grant: None,
                 agent: None,
                 session: None,
+                scopes: None,
                 max_message: DEFAULT_MAX_MESSAGE,
                 max_pending: 1024,
                 request_timeout: Duration::from_secs(600),
@@ -373,15 +387,10 @@ impl Relay {
             .collect();
         for key in unanswered {
             if let Some(asking) = state.asking.remove(&key) {
-                let call = Call::new(
-                    tool_call(&asking.request)
-                        .unwrap_or_else(|_| ToolCall::new(""))
-                        .ids(
-                            self.grant.as_deref(),
-                            self.agent.as_deref(),
-                            self.session.as_deref(),
-                        ),
-                );
+                let call =
+                    Call::new(self.identified(
+                        tool_call(&asking.request).unwrap_or_else(|_| ToolCall::new("")),
+                    ));
                 self.refuse_outside_policy(
                     &asking.client_id,
                     &call,

@@ -49,9 +49,10 @@ const ANNOTATION_FIELDS: &[&str] = &[
     "approve_if",
     "limits",
     "rate_limit",
+    "scopes",
 ];
 const RULE_FIELDS: &[&str] = ANNOTATION_FIELDS.split_at(1).1;
-const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if"];
+const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if", "scopes"];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "key", "cost", "refund"];
 const RATE_LIMIT_FIELDS: &[&str] = &["max", "window", "scope"];
@@ -178,7 +179,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
     let all_tools = top
         .get("all_tools")
         .and_then(|v| {
-            let expected = "an object with limits, require, deny_if or approve_if";
+            let expected = "an object with limits, require, deny_if, approve_if or scopes";
             let map = problems.take(object(v, "all_tools", expected))?;
             problems.take(known_fields(map, "all_tools", ALL_TOOLS_FIELDS));
             problems.take(body(
@@ -371,5 +372,6 @@ fn empty_rule(key: &str) -> Rule {
         approve_if: Vec::new(),
         limits: Vec::new(),
         rate_limit: None,
+        scopes: Vec::new(),
     }
 }

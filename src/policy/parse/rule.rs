@@ -17,7 +17,14 @@ pub(super) fn rule(
         None => Some(Action::Allow),
     };
     if action == Some(Action::Deny) {
-        for field in ["require", "deny_if", "approve_if", "limits", "rate_limit"] {
+        for field in [
+            "require",
+            "deny_if",
+            "approve_if",
+            "limits",
+            "rate_limit",
+            "scopes",
+        ] {
             if map.get(field).is_some_and(|v| !is_empty_list(v)) {
                 problems.0.push(PolicyError::at(
                     &join(path, field),
@@ -82,6 +89,11 @@ pub(super) fn body(
     rule.approve_if = problems
         .take(conditions(map, path, "approve_if"))
         .unwrap_or_default();
+    if let Some(v) = map.get("scopes") {
+        rule.scopes = problems
+            .take(scopes(v, &join(path, "scopes")))
+            .unwrap_or_default();
+    }
     if let Some(v) = map.get("limits") {
         let list_path = join(path, "limits");
         let items = problems.take(array(v, &list_path, "a list of limits"));
@@ -92,6 +104,55 @@ pub(super) fn body(
         }
     }
     problems.into_result(rule)
+}
+
+/// `scopes`: OAuth scope tokens (RFC 6749 §3.3: printable ASCII but space, `"` and `\\`),
+/// each once.
+fn scopes(v: &Value, path: &str) -> Result<Vec<Arc<str>>, PolicyError> {
+    let items = array(
+        v,
+        path,
+        "a list of OAuth scopes such as [\"tickets:write\"]",
+    )?;
+    let mut problems = Problems::default();
+    let mut scopes: Vec<Arc<str>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = index(path, i);
+        let scope = match item.as_str() {
+            Some(s) if is_scope_token(s) => s,
+            Some(_) => {
+                problems.0.push(PolicyError::at(
+                    &at,
+                    "a scope is one or more printable ASCII characters other than space, \
+                     '\"' and '\\' (such as \"tickets:write\")",
+                ));
+                continue;
+            }
+            None => {
+                problems.0.push(PolicyError::at(
+                    &at,
+                    format!("expected a scope as a string, found {}", describe(item)),
+                ));
+                continue;
+            }
+        };
+        if scopes.iter().any(|known| &**known == scope) {
+            problems.0.push(PolicyError::at(
+                &at,
+                format!("the scope {scope:?} is listed twice"),
+            ));
+            continue;
+        }
+        scopes.push(Arc::from(scope));
+    }
+    problems.into_result(scopes)
+}
+
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 pub(super) fn conditions(

@@ -1,29 +1,29 @@
 //! `mcp-policy gateway --listen`: the gateway for Streamable HTTP servers. A reverse proxy
-//! (hyper) that serves one path, authenticates bearer tokens against a file of SHA-256
-//! digests, and forwards through the library's `http::PolicyLayer` to the upstream URL.
+//! (hyper) that serves one path, authenticates callers (`auth`: a tokens file, an
+//! authorization server, or both), and forwards through the library's
+//! `http::PolicyLayer` to the upstream URL.
 
+use super::auth::{load_tokens, Auth, Tokens};
 use super::reload::{file_sha256, reload, watch, RECLAIM_EVERY};
-use crate::files::read_text;
 use crate::Failure;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mcp_policy::http::oauth::metadata_response;
 use mcp_policy::http::{Identity, PolicyBody, PolicyLayer, PolicyService};
 use mcp_policy::mcp::Approvals;
 use mcp_policy::Engine;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower_layer::Layer;
@@ -34,7 +34,9 @@ pub struct HttpOptions {
     pub listen: SocketAddr,
     pub upstream: Uri,
     pub path: String,
-    pub tokens: PathBuf,
+    pub tokens: Option<PathBuf>,
+    /// Access tokens of the organisation's authorization server, when configured.
+    pub oauth: Option<mcp_policy::http::oauth::Verifier>,
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
     pub policy: PathBuf,
     pub reload_interval: Duration,
@@ -57,43 +59,6 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 /// The most sessions remembered; past it the one unused longest is forgotten.
 const MAX_SESSIONS: usize = 100_000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenFile {
-    tokens: Vec<TokenEntry>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct TokenEntry {
-    sha256: String,
-    grant: String,
-    agent: Option<String>,
-}
-
-/// Bearer token digests → identities.
-type Tokens = HashMap<String, TokenEntry>;
-
-fn load_tokens(path: &Path) -> Result<Tokens, String> {
-    let text = read_text(path).map_err(|e| match e {
-        Failure::Usage(m) | Failure::Checked(m) => m,
-    })?;
-    let file: TokenFile =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut tokens = Tokens::new();
-    for (i, entry) in file.tokens.into_iter().enumerate() {
-        let digest = entry.sha256.to_ascii_lowercase();
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
-                "{}: tokens[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of the token)",
-                path.display()
-            ));
-        }
-        tokens.insert(digest, entry);
-    }
-    Ok(tokens)
-}
 
 /// Forwards requests to the upstream URL, with the configured headers.
 #[derive(Clone)]
@@ -140,7 +105,7 @@ struct Shared {
     service: PolicyService<Upstream, fn(&http::request::Parts) -> Identity>,
     /// The layer, to name a reloaded policy in audit records.
     layer: PolicyLayer<fn(&http::request::Parts) -> Identity>,
-    tokens: RwLock<Tokens>,
+    auth: Auth,
     /// 2025-era `Mcp-Session-Id` → the digest of the token that created it, and when the
     /// session was last used.
     sessions: Mutex<HashMap<String, (String, Instant)>>,
@@ -148,7 +113,10 @@ struct Shared {
 }
 
 pub fn run(options: HttpOptions, engine: Engine, approvals: Approvals) -> Result<(), Failure> {
-    let tokens = load_tokens(&options.tokens).map_err(Failure::Usage)?;
+    let tokens = match &options.tokens {
+        Some(path) => load_tokens(path).map_err(Failure::Usage)?,
+        None => Tokens::new(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,11 +125,26 @@ pub fn run(options: HttpOptions, engine: Engine, approvals: Approvals) -> Result
 }
 
 async fn serve(
-    options: HttpOptions,
+    mut options: HttpOptions,
     engine: Engine,
     approvals: Approvals,
     tokens: Tokens,
 ) -> Result<(), Failure> {
+    let oauth = options.oauth.take();
+    if let Some(verifier) = &oauth {
+        // An issuer that is down now does not stop the gateway: tokens are refused until
+        // its keys are fetched (again on a token naming a key not yet seen).
+        match verifier.load_keys().await {
+            Ok(keys) => eprintln!(
+                "mcp-policy gateway: {keys} signing key(s) of {}",
+                verifier.config().issuer()
+            ),
+            Err(e) => eprintln!(
+                "mcp-policy gateway: warning: the keys of {} cannot be fetched ({e}); access tokens are refused until they are",
+                verifier.config().issuer()
+            ),
+        }
+    }
     let engine = Arc::new(engine);
     let identity: fn(&http::request::Parts) -> Identity = identity_of;
     let mut layer = PolicyLayer::new(Arc::clone(&engine), identity);
@@ -170,6 +153,9 @@ async fn serve(
     }
     if let Some(hex) = file_sha256(&options.policy) {
         layer.set_policy_sha256(hex);
+    }
+    if let Some(verifier) = &oauth {
+        layer = layer.resource_metadata(verifier.config().metadata_url());
     }
     let mut layer = layer
         .approvals(approvals)
@@ -192,7 +178,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         service: layer.layer(upstream),
         layer: layer.clone(),
-        tokens: RwLock::new(tokens),
+        auth: Auth::new(tokens, oauth),
         sessions: Mutex::new(HashMap::new()),
         path: options.path.clone(),
     });
@@ -221,21 +207,20 @@ async fn serve(
             options.tokens.clone(),
             options.shadow.clone(),
         );
-        let files = [policy.clone(), tokens.clone()]
+        let files = [policy.clone()]
             .into_iter()
+            .chain(tokens.clone())
             .chain(shadow.clone())
             .collect();
         watch(files, options.reload_interval, move |changed| {
-            if changed != tokens {
+            let Some(tokens) = tokens.as_deref().filter(|t| *t == changed) else {
                 return reload(&engine, changed, &policy, shadow.as_deref(), |hex| {
                     shared.layer.set_policy_sha256(hex)
                 });
-            }
-            match load_tokens(&tokens) {
+            };
+            match load_tokens(tokens) {
                 Ok(new) => {
-                    if let Ok(mut current) = shared.tokens.write() {
-                        *current = new;
-                    }
+                    shared.auth.replace_tokens(new);
                     eprintln!("mcp-policy gateway: reloaded {}", tokens.display());
                 }
                 Err(e) => eprintln!("mcp-policy gateway: keeping the previous tokens: {e}"),
@@ -333,28 +318,19 @@ async fn shutdown_signal() {
 /// One request: the path, the bearer token and the session are checked here, the policy
 /// by the layer.
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyBody> {
+    // The protected resource metadata (RFC 9728), where MCP clients learn where to log in.
+    if let Some(verifier) = shared.auth.oauth() {
+        let path = request.uri().path();
+        if request.method() == http::Method::GET && verifier.config().is_metadata_path(path) {
+            return metadata_response(verifier.config());
+        }
+    }
     if request.uri().path() != shared.path {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
-    let digest = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(|token| hex::encode(Sha256::digest(token)));
-    let entry = digest.as_ref().and_then(|d| {
-        shared
-            .tokens
-            .read()
-            .ok()
-            .and_then(|tokens| tokens.get(d).cloned())
-    });
-    let (Some(digest), Some(entry)) = (digest, entry) else {
-        let mut response = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"mcp\""),
-        );
-        return response;
+    let caller = match shared.auth.authenticate(request.headers()).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal,
     };
     let session = request
         .headers()
@@ -367,18 +343,14 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
             *used = Instant::now();
             Some(owner.clone())
         });
-        if owner.as_ref() != Some(&digest) {
+        if owner.as_ref() != Some(&caller.owner) {
             // Another token's session, or one this gateway never saw created.
             return plain(StatusCode::NOT_FOUND, "no such session");
         }
     }
     let ends_session = request.method() == http::Method::DELETE;
-    let identity = Identity {
-        grant: Some(entry.grant.clone()),
-        agent: entry.agent.clone(),
-        session: session.clone().or_else(|| Some(entry.grant.clone())),
-        scopes: None,
-    };
+    let mut identity = caller.identity;
+    identity.session = session.clone().or_else(|| identity.grant.clone());
     let (mut parts, body) = request.into_parts();
     // The client's credential is never forwarded.
     parts.headers.remove(AUTHORIZATION);
@@ -417,13 +389,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<PolicyB
         }
         sessions
             .entry(created.to_owned())
-            .or_insert((digest, Instant::now()));
+            .or_insert((caller.owner, Instant::now()));
     }
     drop(sessions);
     response
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<PolicyBody> {
+pub(super) fn plain(status: StatusCode, text: &str) -> Response<PolicyBody> {
     let body = Full::new(Bytes::from(text.to_owned()))
         .map_err(|e| match e {})
         .boxed_unsync();

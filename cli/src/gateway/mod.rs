@@ -2,7 +2,9 @@
 //! (`stdio`) or Streamable HTTP (`http`); `reload` holds what both do beside relaying.
 
 mod audit_log;
+mod auth;
 mod http;
+mod issuer;
 mod reload;
 mod stdio;
 
@@ -78,8 +80,13 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     reload_interval_ms: u64,
     /// Serve MCP Streamable HTTP on this address (such as 127.0.0.1:8080) instead of
-    /// running a stdio server; needs --upstream and --tokens.
-    #[arg(long, value_name = "ADDR", requires_all = ["upstream", "tokens"], conflicts_with = "server")]
+    /// running a stdio server; needs --upstream, and --tokens or --oauth-issuer.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "upstream",
+        conflicts_with = "server"
+    )]
     listen: Option<std::net::SocketAddr>,
     /// The Streamable HTTP MCP server to forward to (with --listen).
     #[arg(long, value_name = "URL", requires = "listen")]
@@ -102,6 +109,8 @@ pub struct GatewayArgs {
     /// A header sent to the upstream, "NAME: VALUE" (repeatable): its own credentials.
     #[arg(long, value_name = "NAME: VALUE", requires = "listen")]
     upstream_header: Vec<String>,
+    #[command(flatten)]
+    oauth: issuer::OAuthArgs,
     /// The MCP server's command and its arguments, after `--`.
     #[arg(
         last = true,
@@ -162,9 +171,14 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
         Some(path) => Some(AuditLog::open(path)?),
         None => None,
     };
-    if let (Some(listen), Some(upstream), Some(tokens)) =
-        (args.listen, args.upstream.clone(), args.tokens.clone())
-    {
+    if let (Some(listen), Some(upstream)) = (args.listen, args.upstream.clone()) {
+        let oauth = issuer::verifier(&args.oauth)?;
+        if args.tokens.is_none() && oauth.is_none() {
+            return Err(Failure::Usage(
+                "--listen needs --tokens FILE or --oauth-issuer ISSUER (or both): who may call"
+                    .into(),
+            ));
+        }
         let mut upstream_headers = Vec::new();
         for header in &args.upstream_header {
             let parsed = header.split_once(':').and_then(|(name, value)| {
@@ -183,7 +197,8 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             listen,
             upstream,
             path: args.path.clone(),
-            tokens,
+            tokens: args.tokens.clone(),
+            oauth,
             upstream_headers,
             policy: args.policy.clone(),
             reload_interval: Duration::from_millis(args.reload_interval_ms.max(10)),

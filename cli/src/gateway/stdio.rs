@@ -64,6 +64,9 @@ pub(super) fn run(
     if let Some(agent) = &args.identity.agent {
         relay = relay.agent(agent.clone());
     }
+    if let Some(scopes) = &args.identity.scopes {
+        relay = relay.scopes(scopes.iter().cloned());
+    }
     let relay = relay.build();
     if let Some(hex) = file_sha256(&args.policy) {
         relay.set_policy_sha256(hex);

@@ -102,13 +102,10 @@ where
         Box::pin(async move {
             let config = verifier.config();
             if request.method() == Method::GET && config.is_metadata_path(request.uri().path()) {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &config.metadata().to_string(),
-                ));
+                return Ok(metadata_response(config));
             }
             let metadata_url = config.metadata_url();
-            let Some(token) = bearer(request.headers()) else {
+            let Some(token) = bearer_token(request.headers()) else {
                 return Ok(unauthorized(Challenge::LogIn, &metadata_url));
             };
             match verifier.verify(&token).await {
@@ -129,7 +126,13 @@ where
 }
 
 /// The bearer token of a request's `Authorization` header (scheme matched ignoring case).
-pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<String> {
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "bearer abc.def.ghi".parse().unwrap());
+/// assert_eq!(mcp_policy::http::oauth::bearer_token(&headers).as_deref(), Some("abc.def.ghi"));
+/// ```
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -157,6 +160,11 @@ pub fn identity(parts: &http::request::Parts) -> Identity {
     }
 }
 
+/// The protected resource metadata, as served.
+pub fn metadata_response(config: &super::OAuthConfig) -> Response<PolicyBody> {
+    json_response(StatusCode::OK, &config.metadata().to_string())
+}
+
 fn json_response(status: StatusCode, body: &str) -> Response<PolicyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(body.to_owned()))
@@ -170,8 +178,9 @@ fn json_response(status: StatusCode, body: &str) -> Response<PolicyBody> {
     response
 }
 
-/// 401 with the challenge (`LogIn` for a request without a token, RFC 6750 §3.1).
-fn unauthorized(challenge: Challenge<'_>, metadata_url: &str) -> Response<PolicyBody> {
+/// 401 with the challenge (`LogIn` for a request without a token, RFC 6750 §3.1), the
+/// same whatever check failed.
+pub fn unauthorized(challenge: Challenge<'_>, metadata_url: &str) -> Response<PolicyBody> {
     let body = r#"{"error":"a valid bearer token is required"}"#;
     let mut response = json_response(StatusCode::UNAUTHORIZED, body);
     if let Some(value) = bearer_challenge(challenge, Some(metadata_url)) {

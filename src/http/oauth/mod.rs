@@ -25,5 +25,7 @@ mod token;
 
 pub use config::OAuthConfig;
 pub use keys::{JwksDocument, JwksSource};
-pub use layer::{identity, OAuthLayer, OAuthService};
+pub use layer::{
+    bearer_token, identity, metadata_response, unauthorized, OAuthLayer, OAuthService,
+};
 pub use token::{TokenError, Verified, Verifier};

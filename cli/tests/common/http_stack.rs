@@ -55,7 +55,7 @@ impl Stack {
     pub fn start_with(python: &str, mode: &str, flags: &[String]) -> Stack {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_server.py");
         let server = vec![python.to_owned(), script.display().to_string()];
-        Stack::start_upstream(&server, &["http", "{port}", mode], flags)
+        Stack::start_upstream(&server, &["http", "{port}", mode], flags, POLICY)
     }
 
     /// The hostile upstream (`tests/servers/hostile_http_server.py`) behind the gateway.
@@ -63,16 +63,34 @@ impl Stack {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/hostile_http_server.py");
         let server = vec!["python3".to_owned(), script.display().to_string()];
-        Stack::start_upstream(&server, &["{port}"], flags)
+        Stack::start_upstream(&server, &["{port}"], flags, POLICY)
+    }
+
+    /// The SDK server (`mode`) or the hostile one (`mode` `hostile`) behind the gateway
+    /// with `flags` (which may name its own `--listen`) and `policy`.
+    pub fn start_custom(python: &str, mode: &str, flags: &[String], policy: &str) -> Stack {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        match mode {
+            "hostile" => {
+                let script = manifest.join("tests/servers/hostile_http_server.py");
+                let server = vec!["python3".to_owned(), script.display().to_string()];
+                Stack::start_upstream(&server, &["{port}"], flags, policy)
+            }
+            mode => {
+                let script = manifest.join("tests/e2e/sdk_server.py");
+                let server = vec![python.to_owned(), script.display().to_string()];
+                Stack::start_upstream(&server, &["http", "{port}", mode], flags, policy)
+            }
+        }
     }
 
     /// `server` and `args` (`{port}` replaced by its port) behind the gateway with `flags`.
-    fn start_upstream(server: &[String], args: &[&str], flags: &[String]) -> Stack {
+    fn start_upstream(server: &[String], args: &[&str], flags: &[String], policy: &str) -> Stack {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("mcp-policy-http-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("policy.json"), POLICY).unwrap();
+        std::fs::write(dir.join("policy.json"), policy).unwrap();
         let digest = sha256_hex(TOKEN.as_bytes());
         std::fs::write(
             dir.join("tokens.json"),
@@ -96,13 +114,12 @@ impl Stack {
         let mut gateway = Command::new(gateway::binary())
             .args(["gateway", "--policy"])
             .arg(dir.join("policy.json"))
-            .args([
-                "--reload-interval-ms",
-                "50",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-            ])
+            .args(["--reload-interval-ms", "50"])
+            .args(match flags.iter().any(|f| f == "--listen") {
+                true => &[][..],
+                false => &["--listen", "127.0.0.1:0"][..],
+            })
+            .arg("--upstream")
             .arg(format!("http://127.0.0.1:{server_port}/mcp"))
             .arg("--tokens")
             .arg(dir.join("tokens.json"))

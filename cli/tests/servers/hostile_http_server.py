@@ -39,7 +39,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "tools/call":
             name = (message.get("params") or {}).get("name")
             with open(LOG, "a") as f:
-                f.write(json.dumps({"method": self.command, "ran": name}) + "\n")
+                f.write(json.dumps({"method": self.command, "ran": name,
+                                    "authorization": self.headers.get("authorization")}) + "\n")
             if name == "whmcs_slow":
                 time.sleep(20)
             answer = {"jsonrpc": "2.0", "id": msg_id,

@@ -28,7 +28,7 @@ pub struct OAuthArgs {
     /// gateway serves. Needs --resource.
     #[arg(long, value_name = "ISSUER", requires_all = ["listen", "resource"])]
     pub oauth_issuer: Option<String>,
-    /// This gateway's URI as clients reach it (such as https://mcp.example.com/mcp):
+    /// This gateway's URI as clients reach it (such as `https://mcp.example.com/mcp`):
     /// tokens must name it in `aud` (RFC 8707).
     #[arg(long, value_name = "URI", requires = "oauth_issuer")]
     pub resource: Option<String>,

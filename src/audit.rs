@@ -40,9 +40,12 @@ pub struct AuditRecord {
     pub id: String,
     /// When the decision was made: RFC 3339, UTC, milliseconds.
     pub time: String,
-    /// The client's JSON-RPC id, as sent.
+    /// The client's JSON-RPC id, as sent (the server's, for a server request).
     pub request_id: Value,
-    /// The tool called.
+    /// What was asked for: `tool`, `resource`, `prompt` or `server_request`.
+    pub kind: &'static str,
+    /// The tool called, the resource's URI, the prompt's name or the server request's
+    /// method.
     pub tool: String,
     /// The grant id.
     pub grant: Option<String>,
@@ -112,6 +115,7 @@ impl AuditRecord {
             id: id.to_owned(),
             time: rfc3339(SystemTime::now()),
             request_id: request_id.clone(),
+            kind: call.kind().as_str(),
             tool: call.name().to_owned(),
             grant: call.grant_id().map(str::to_owned),
             agent: call.agent_id().map(str::to_owned),

@@ -24,6 +24,7 @@ use serde_json::Value;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ToolCall<'a> {
+    kind: CallKind,
     name: &'a str,
     grant: Option<&'a str>,
     agent: Option<&'a str>,
@@ -32,6 +33,37 @@ pub struct ToolCall<'a> {
     approved: bool,
     approval: Option<&'a str>,
     scopes: Option<Scopes<'a>>,
+}
+
+/// What a call asks for: a tool run, a resource read, a prompt, or (from the server) a
+/// request to the client. Each kind has its own rules in a policy (`tools`, `resources`,
+/// `prompts`, `server_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CallKind {
+    /// `tools/call`: the name is the tool's.
+    Tool,
+    /// `resources/read`, `resources/subscribe`: the name is the resource's URI.
+    Resource,
+    /// `prompts/get`: the name is the prompt's.
+    Prompt,
+    /// A request the server sends the client (`sampling/createMessage`,
+    /// `elicitation/create`, `roots/list`): the name is its method, the arguments its
+    /// `params`.
+    ServerRequest,
+}
+
+impl CallKind {
+    /// `"tool"`, `"resource"`, `"prompt"` or `"server_request"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Tool => "tool",
+            CallKind::Resource => "resource",
+            CallKind::Prompt => "prompt",
+            CallKind::ServerRequest => "server_request",
+        }
+    }
 }
 
 /// The OAuth scopes a caller's token carries, borrowed from wherever the gateway keeps
@@ -91,6 +123,7 @@ impl<'a> ToolCall<'a> {
     /// A call of the tool `name`, with no identity, no arguments, not approved.
     pub fn new(name: &'a str) -> ToolCall<'a> {
         ToolCall {
+            kind: CallKind::Tool,
             name,
             grant: None,
             agent: None,
@@ -100,6 +133,66 @@ impl<'a> ToolCall<'a> {
             approval: None,
             scopes: None,
         }
+    }
+
+    /// A read (or subscription) of the resource at `uri`. The engine matches the URI in
+    /// the form a server resolves it to, and refuses one it cannot read unambiguously
+    /// (`invalid_uri`).
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "resources": {
+    ///     "whmcs://desk/tickets/*": {}, "whmcs://desk/admin/*": {"action": "deny"}}}"#.parse()?;
+    /// let engine = Engine::new(policy);
+    /// assert!(engine.evaluate(&ToolCall::resource("whmcs://desk/tickets/7/a.pdf")).is_allowed());
+    /// let sneaky = ToolCall::resource("WHMCS://Desk/tickets/../admin/users");
+    /// assert_eq!(engine.evaluate(&sneaky).code(), "rule_denied");
+    /// let encoded = ToolCall::resource("whmcs://desk/tickets/..%2Fadmin");
+    /// assert_eq!(engine.evaluate(&encoded).code(), "invalid_uri");
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn resource(uri: &'a str) -> ToolCall<'a> {
+        ToolCall {
+            kind: CallKind::Resource,
+            ..ToolCall::new(uri)
+        }
+    }
+
+    /// A `prompts/get` of the prompt `name`; its arguments are the prompt's.
+    pub fn prompt(name: &'a str) -> ToolCall<'a> {
+        ToolCall {
+            kind: CallKind::Prompt,
+            ..ToolCall::new(name)
+        }
+    }
+
+    /// A request of `method` the server sends the client; its arguments are the request's
+    /// `params`, and its ids those of the session it arrives in.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, Policy, ToolCall};
+    /// use serde_json::json;
+    ///
+    /// let policy: Policy = r#"{"version": "1", "server_requests": {"sampling/createMessage": {
+    ///     "deny_if": [{"path": "params.includeContext", "op": "eq", "value": "allServers"}]}}}"#
+    ///     .parse()?;
+    /// let engine = Engine::new(policy);
+    /// let params = json!({"includeContext": "allServers", "maxTokens": 100});
+    /// let call = ToolCall::server_request("sampling/createMessage").arguments(&params);
+    /// assert_eq!(engine.evaluate(&call).code(), "deny_condition");
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn server_request(method: &'a str) -> ToolCall<'a> {
+        ToolCall {
+            kind: CallKind::ServerRequest,
+            ..ToolCall::new(method)
+        }
+    }
+
+    /// What the call asks for.
+    pub fn kind(&self) -> CallKind {
+        self.kind
     }
 
     /// Sets the grant id: the credential the agent calls with.

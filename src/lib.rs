@@ -147,8 +147,9 @@ mod policy;
 mod short_eq;
 pub mod store;
 mod thread_copies;
+mod uri;
 
-pub use call::{CallRecord, Scopes, ToolCall};
+pub use call::{CallKind, CallRecord, Scopes, ToolCall};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
 pub use engine::{Engine, EngineBuilder};

@@ -311,6 +311,10 @@ pub enum DenyCode {
     /// The rule names OAuth `scopes` the caller's token lacks (or the call carries no
     /// token's scopes at all): the caller may ask its authorization server for them.
     InsufficientScope,
+    /// A resource URI the gateway cannot read the way a server would, unambiguously (an
+    /// encoded `/`, dot segments above the root, a malformed escape…): refused, never
+    /// relayed.
+    InvalidUri,
 }
 
 impl DenyCode {
@@ -331,6 +335,7 @@ impl DenyCode {
             DenyCode::ApprovalInvalid => "approval_invalid",
             DenyCode::PinDrift => "pin_drift",
             DenyCode::InsufficientScope => "insufficient_scope",
+            DenyCode::InvalidUri => "invalid_uri",
         }
     }
 }

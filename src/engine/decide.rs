@@ -1,6 +1,8 @@
 //! The steps of evaluation, in order: hidden, pinned, matched rule, deny, approval, limits.
 
 use super::*;
+use crate::call::CallKind;
+use crate::policy::MAX_NAME_BYTES;
 
 impl Engine {
     pub(super) fn decide<'a>(
@@ -9,6 +11,9 @@ impl Engine {
         call: &ToolCall<'a>,
         record: bool,
     ) -> Decision {
+        if call.kind() != CallKind::Tool {
+            return self.decide_other(policy, call, record);
+        }
         let tool = call.name();
         let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
             tool: ToolName::new(tool),
@@ -35,6 +40,78 @@ impl Engine {
                 OnDrift::RequireApproval => drifted = Some(why),
             }
         }
+        self.decide_governed(policy, call, rule, &policy.all_tools, drifted, record)
+    }
+
+    /// A resource, prompt or server request: its section's rule (no `all_tools`, pins or
+    /// annotations); a policy without the section allows it.
+    fn decide_other<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
+        let Some(section) = policy.section(call.kind()) else {
+            return Decision::Allow {
+                tool: ToolName::new(call.name()),
+                rule: None,
+                usage: Usage::none(),
+                approval: call.approval_id().map(str::to_owned),
+            };
+        };
+        let refuse = |code, why: String| Decision::Deny {
+            tool: ToolName::new(call.name()),
+            rule: None,
+            code,
+            reason: Reason::composed(why),
+            limit: None,
+        };
+        if call.name().len() > MAX_NAME_BYTES {
+            let code = match call.kind() {
+                CallKind::Resource => DenyCode::InvalidUri,
+                _ => DenyCode::Hidden,
+            };
+            return refuse(
+                code,
+                format!("names longer than {MAX_NAME_BYTES} bytes are refused"),
+            );
+        }
+        if call.kind() != CallKind::Resource {
+            let rule = section.rule(call.name());
+            return self.decide_governed(policy, call, rule, &policy.nothing_added, None, record);
+        }
+        // Matched, and read by conditions, in the form the server resolves it to.
+        let normal = match crate::uri::normalize(call.name()) {
+            Ok(normal) => normal,
+            Err(why) => {
+                return refuse(
+                    DenyCode::InvalidUri,
+                    format!("the resource URI cannot be read unambiguously: {why}"),
+                )
+            }
+        };
+        let parts = serde_json::json!({"uri": normal.uri, "scheme": normal.scheme,
+            "host": normal.host, "path": normal.path});
+        let call = call.arguments(&parts);
+        let rule = section.rule(&normal.uri);
+        self.decide_governed(policy, &call, rule, &policy.nothing_added, None, record)
+    }
+
+    /// Steps 3 to 5 for a call `rule` governs (the default when `None`), with `extra`'s
+    /// conditions, scopes and limits added (`all_tools` for tools).
+    #[inline]
+    fn decide_governed<'a>(
+        &self,
+        policy: &Policy,
+        call: &ToolCall<'a>,
+        rule: Option<&Rule>,
+        extra: &Rule,
+        drifted: Option<String>,
+        record: bool,
+    ) -> Decision {
+        let tool = call.name();
+        let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
+            tool: ToolName::new(tool),
+            rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+            code,
+            reason,
+            limit: None,
+        };
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {
@@ -53,13 +130,12 @@ impl Engine {
         }
         // 3b. Scopes: before arguments are looked at or anything is counted, so that a
         // caller without them learns what to ask its authorization server for.
-        if let Some(why) = missing_scopes(rule, &policy.all_tools, call) {
+        if let Some(why) = missing_scopes(rule, extra, call) {
             return deny(rule, DenyCode::InsufficientScope, Reason::composed(why));
         }
         let args = call.args();
-        let sections = || rule.into_iter().chain(std::iter::once(&policy.all_tools));
-        let has_conditions =
-            rule.is_some_and(Rule::has_conditions) || policy.all_tools.has_conditions();
+        let sections = || rule.into_iter().chain(std::iter::once(extra));
+        let has_conditions = rule.is_some_and(Rule::has_conditions) || extra.has_conditions();
         for section in sections().filter(|_| has_conditions) {
             if let Some(c) = section.require.iter().find(|c| !c.holds(args)) {
                 return deny(
@@ -103,7 +179,7 @@ impl Engine {
             }
         }
         // 5. Limits.
-        if rule.map_or(true, |r| !r.has_limits()) && !policy.all_tools.has_limits() {
+        if rule.map_or(true, |r| !r.has_limits()) && !extra.has_limits() {
             return Decision::Allow {
                 tool: ToolName::new(tool),
                 rule: rule.map(|r| thread_copies::rule_key(policy, r)),
@@ -114,7 +190,7 @@ impl Engine {
         let limits = rule
             .into_iter()
             .flat_map(Rule::all_limits)
-            .chain(policy.all_tools.all_limits());
+            .chain(extra.all_limits());
         self.check_limits(policy, limits, rule, call, record)
     }
 }

@@ -470,11 +470,21 @@ impl Engine {
     /// space-separated (the `scope` of a step-up challenge).
     pub(crate) fn step_up_scopes(&self, call: &ToolCall<'_>) -> String {
         let policy = self.policy();
-        let rule = match self.resolve(&policy, call.name()) {
-            Resolution::Governed { rule, .. } => rule,
-            Resolution::Hidden(_) => None,
+        let (rule, extra) = match policy.section(call.kind()) {
+            None => match self.resolve(&policy, call.name()) {
+                Resolution::Governed { rule, .. } => (rule, &policy.all_tools),
+                Resolution::Hidden(_) => (None, &policy.all_tools),
+            },
+            Some(section) => {
+                let normal = crate::uri::normalize(call.name()).map(|n| n.uri);
+                let name = match call.kind() {
+                    crate::call::CallKind::Resource => normal.as_deref().unwrap_or(""),
+                    _ => call.name(),
+                };
+                (section.rule(name), &policy.nothing_added)
+            }
         };
-        let mut scopes: Vec<&str> = decide::required_scopes(rule, &policy.all_tools).collect();
+        let mut scopes: Vec<&str> = decide::required_scopes(rule, extra).collect();
         for own in call.granted_scopes().iter().flat_map(|g| g.iter()) {
             if !scopes.contains(&own) {
                 scopes.push(own);

@@ -36,6 +36,7 @@ mod digest;
 mod held;
 mod ledger;
 mod lines;
+mod lists;
 mod message;
 mod relay;
 mod response;
@@ -53,7 +54,7 @@ pub use lines::{Line, LineReader};
 pub use message::{parse_message, MessageError, DEFAULT_MAX_MESSAGE};
 pub use relay::{Approvals, Output, Relay, RelayBuilder, GATEWAY_ERROR};
 pub(crate) use response::refusal_with_note;
-pub use response::{error_response, refusal};
+pub use response::{error_response, refusal, refusal_error};
 pub use revision::{Revision, PROTOCOL_VERSION_META};
 pub use tools_list::{filter_tools_list, ListingError};
 

@@ -24,6 +24,48 @@ pub(crate) fn refusal_with_note(
     revision: Revision,
     note: Option<&str>,
 ) -> Option<Value> {
+    let text = refusal_text(decision, note)?;
+    let structured = serde_json::to_value(decision).unwrap_or(Value::Null);
+    let mut result = json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+        "structuredContent": structured,
+    });
+    revision.complete_result(&mut result);
+    Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+/// The refusal of a request whose result has no `isError` (`resources/read`,
+/// `resources/subscribe`, `prompts/get`, and a server's request to the client): a
+/// JSON-RPC error, code -32000 (an implementation-defined server error that MCP does not
+/// reserve, as the gateway's own errors), with `data: {"code", "decision", "rule",
+/// "reason", "retry_after_ms"?}`. `None` for an allowed decision.
+///
+/// ```
+/// use mcp_policy::{mcp, Engine, Policy, ToolCall};
+/// use serde_json::json;
+///
+/// let policy: Policy = r#"{"version": "1", "resources": {"file:///etc/*": {"action": "deny"}}}"#
+///     .parse()?;
+/// let decision = Engine::new(policy).evaluate(&ToolCall::resource("file:///etc/passwd"));
+/// let error = mcp::refusal_error(&json!(4), &decision).unwrap();
+/// assert_eq!(error["error"]["code"], -32000);
+/// assert_eq!(error["error"]["data"]["code"], "rule_denied");
+/// # Ok::<(), mcp_policy::PolicyError>(())
+/// ```
+pub fn refusal_error(id: &Value, decision: &Decision) -> Option<Value> {
+    let text = refusal_text(decision, None)?;
+    let mut data = json!({"code": decision.code(), "decision": decision.kind(),
+        "rule": decision.rule(), "reason": decision.why()});
+    if let (Some(wait), Some(data)) = (decision.retry_after_ms(), data.as_object_mut()) {
+        data.insert("retry_after_ms".into(), wait.into());
+    }
+    Some(json!({"jsonrpc": "2.0", "id": id,
+        "error": {"code": crate::mcp::GATEWAY_ERROR, "message": text, "data": data}}))
+}
+
+/// What a refusal says to the agent, `note` after it: the one place it is written.
+fn refusal_text(decision: &Decision, note: Option<&str>) -> Option<String> {
     let mut text = match decision {
         Decision::Allow { .. } => return None,
         Decision::Limit {
@@ -59,14 +101,7 @@ pub(crate) fn refusal_with_note(
         text.push(' ');
         text.push_str(note);
     }
-    let structured = serde_json::to_value(decision).unwrap_or(Value::Null);
-    let mut result = json!({
-        "content": [{"type": "text", "text": text}],
-        "isError": true,
-        "structuredContent": structured,
-    });
-    revision.complete_result(&mut result);
-    Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    Some(text)
 }
 
 /// A JSON-RPC error response: for a line that is not JSON (`id` null, [`PARSE_ERROR`](super::PARSE_ERROR)),

@@ -34,14 +34,20 @@ const HINT_MEMBERS: &[&str] = &[
 /// Why a `tools/list` result was not relayed: the gateway would have had to guess what
 /// a client reads in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the MCP server's tools/list result {problem}, so it was not relayed")]
+#[error("the MCP server's {method} result {problem}, so it was not relayed")]
 pub struct ListingError {
+    method: &'static str,
     problem: String,
 }
 
 impl ListingError {
     fn new(problem: impl Into<String>) -> ListingError {
+        ListingError::of("tools/list", problem)
+    }
+
+    pub(crate) fn of(method: &'static str, problem: impl Into<String>) -> ListingError {
         ListingError {
+            method,
             problem: problem.into(),
         }
     }
@@ -198,7 +204,11 @@ fn check_listing(result: &Value) -> Result<(), ListingError> {
 }
 
 /// Refuses a member that equals one of `known` only when case is ignored.
-fn check_members(map: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), ListingError> {
+pub(crate) fn check_members(
+    map: &Map<String, Value>,
+    known: &[&str],
+    at: &str,
+) -> Result<(), ListingError> {
     for key in map.keys() {
         let folded = fold_case(key);
         if let Some(exact) = known

@@ -1,4 +1,5 @@
-//! `args.a.b.0` paths into a call's arguments.
+//! `args.a.b.0` paths into a call's arguments (`params.…` into a server request's
+//! parameters, `uri…` into a resource's URI).
 
 use serde_json::Value;
 
@@ -16,14 +17,62 @@ struct Segment {
     index: Option<usize>,
 }
 
+/// What a path reads, by the kind of call its rule governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathRoot {
+    /// `args.…`: a tool's or a prompt's arguments.
+    Args,
+    /// `params.…`: a server request's parameters.
+    Params,
+    /// `uri`, `uri.scheme`, `uri.host`, `uri.path`: a resource's URI, normalized.
+    Uri,
+}
+
+/// The names a resource rule may read, and where each lives in the object the engine
+/// builds for a resource call.
+pub(crate) const URI_PATHS: [(&str, &str); 4] = [
+    ("uri", "uri"),
+    ("uri.scheme", "scheme"),
+    ("uri.host", "host"),
+    ("uri.path", "path"),
+];
+
 impl ArgPath {
-    /// Parses `args.x.y`; the error says what a path must look like.
-    pub(crate) fn parse(text: &str) -> Result<ArgPath, String> {
-        let expected = "expected a path such as \"args.amount\" or \"args.items.0.id\": \
-                        \"args.\" followed by one or more dot-separated names";
-        let Some(rest) = text.strip_prefix("args.") else {
+    /// Parses a path of `root`; the error says what such a path must look like.
+    pub(crate) fn parse_in(text: &str, root: PathRoot) -> Result<ArgPath, String> {
+        if root == PathRoot::Uri {
+            return match URI_PATHS.iter().find(|(name, _)| *name == text) {
+                Some((_, key)) => Ok(ArgPath {
+                    text: text.to_owned(),
+                    segments: vec![Segment {
+                        key: (*key).to_owned(),
+                        index: None,
+                    }],
+                }),
+                None => Err(format!(
+                    "{} is not a path a resource rule reads; expected \"uri\", \"uri.scheme\", \
+                     \"uri.host\" or \"uri.path\"",
+                    quoted(text)
+                )),
+            };
+        }
+        let prefix = match root {
+            PathRoot::Params => "params.",
+            _ => "args.",
+        };
+        let expected = match root {
+            PathRoot::Params => {
+                "expected a path such as \"params.maxTokens\": \"params.\" \
+                                 followed by one or more dot-separated names"
+            }
+            _ => {
+                "expected a path such as \"args.amount\" or \"args.items.0.id\": \
+                  \"args.\" followed by one or more dot-separated names"
+            }
+        };
+        let Some(rest) = text.strip_prefix(prefix) else {
             return Err(format!(
-                "{} does not start with \"args.\"; {expected}",
+                "{} does not start with \"{prefix}\"; {expected}",
                 quoted(text)
             ));
         };

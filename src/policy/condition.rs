@@ -254,7 +254,7 @@ mod tests {
 
     fn holds(path: &str, op: &str, value: Value, args: Value) -> bool {
         let condition = Condition {
-            path: ArgPath::parse(path).unwrap(),
+            path: ArgPath::parse_in(path, crate::policy::arg_path::PathRoot::Args).unwrap(),
             op: Op::build(op, &value).unwrap(),
             reason: None,
             fallback: "".into(),
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn missing_arguments_are_absent() {
         let condition = Condition {
-            path: ArgPath::parse("args.a").unwrap(),
+            path: ArgPath::parse_in("args.a", crate::policy::arg_path::PathRoot::Args).unwrap(),
             op: Op::Exists(false),
             reason: None,
             fallback: "".into(),

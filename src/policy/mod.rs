@@ -13,6 +13,7 @@ mod error;
 mod limit;
 mod parse;
 mod rule;
+mod section;
 mod write;
 
 pub(crate) use condition::Condition;
@@ -83,6 +84,13 @@ pub struct Policy {
     pub(crate) matcher: Matcher,
     /// The argument names the policy reads, by folded case.
     pub(crate) case_guard: Arc<CaseGuard>,
+    /// `resources`, `prompts`, `server_requests`: `None` when the policy has no such key
+    /// (then every call of that kind is allowed).
+    pub(crate) resources: Option<section::Section>,
+    pub(crate) prompts: Option<section::Section>,
+    pub(crate) server_requests: Option<section::Section>,
+    /// An empty rule: what calls of other kinds get in place of `all_tools`.
+    pub(crate) nothing_added: Rule,
 }
 
 impl Policy {
@@ -137,6 +145,17 @@ impl Policy {
     /// [`mcp::filter_tools_list`](crate::mcp::filter_tools_list) judges those too.
     pub fn denies_outright(&self, tool: &str) -> bool {
         self.is_hidden(tool) || self.rule(tool).map_or(self.default, |r| r.action) == Action::Deny
+    }
+
+    /// The section of `kind` (`None` for tools, and for a kind the policy has no key for).
+    pub(crate) fn section(&self, kind: crate::call::CallKind) -> Option<&section::Section> {
+        use crate::call::CallKind;
+        match kind {
+            CallKind::Resource => self.resources.as_ref(),
+            CallKind::Prompt => self.prompts.as_ref(),
+            CallKind::ServerRequest => self.server_requests.as_ref(),
+            _ => None,
+        }
     }
 
     /// The key of the rule that governs `tool`: the exact name, else the most specific

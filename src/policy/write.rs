@@ -49,6 +49,16 @@ impl Policy {
             .map(|rule| (rule.key.to_string(), Value::Object(rule_json(rule))))
             .collect();
         top.insert("tools".into(), Value::Object(tools));
+        for (field, kind, _) in section::SECTIONS {
+            if let Some(section) = self.section(kind) {
+                let rules = section
+                    .rules
+                    .iter()
+                    .map(|rule| (rule.key.to_string(), Value::Object(rule_json(rule))))
+                    .collect();
+                top.insert(field.into(), Value::Object(rules));
+            }
+        }
         Value::Object(top)
     }
 }

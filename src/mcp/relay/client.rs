@@ -9,7 +9,7 @@ use super::trace::*;
 use super::*;
 use crate::audit::AuditRecord;
 use crate::decision::Decision;
-use crate::mcp::{refusal_with_note, tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
+use crate::mcp::{tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
 use serde_json::{json, Map, Value};
 
 impl Relay {
@@ -109,6 +109,18 @@ impl Relay {
                 None => return,
             },
             "tools/list" => Kind::ToolsList,
+            "resources/read" | "resources/subscribe" | "prompts/get" => {
+                match self.evaluate_other(&request, &method, &id, revision, out) {
+                    Some(kind) => kind,
+                    None => return,
+                }
+            }
+            listing if crate::mcp::lists::Listing::of(listing).is_some() => {
+                match crate::mcp::lists::Listing::of(listing) {
+                    Some(listing) => Kind::Listing(listing),
+                    None => Kind::Other,
+                }
+            }
             "initialize" => {
                 let elicits = request
                     .pointer("/params/capabilities/elicitation")
@@ -295,7 +307,7 @@ impl Relay {
         if decision.code() == DenyCode::InsufficientScope.as_str() {
             out.step_up = Some(self.engine.step_up_scopes(call));
         }
-        if let Some(answer) = refusal_with_note(id, decision, revision, note) {
+        if let Some(answer) = Relay::refusal_for(call.kind(), id, decision, revision, note) {
             out.to_client.push(answer.to_string());
         }
     }

@@ -7,6 +7,7 @@
 //! `trace` (decision events).
 
 mod approvals;
+mod beyond_tools;
 mod call;
 mod client;
 mod jsonrpc;
@@ -38,7 +39,17 @@ pub const GATEWAY_ERROR: i64 = -32000;
 const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// Methods the relay reads, so a case variant of one is refused rather than relayed.
-const INTERPRETED_METHODS: &[&str] = &["tools/call", "tools/list", "initialize"];
+const INTERPRETED_METHODS: &[&str] = &[
+    "tools/call",
+    "tools/list",
+    "initialize",
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+];
 
 /// The members of a JSON-RPC 2.0 message.
 const MEMBERS: &[&str] = &["jsonrpc", "id", "method", "params", "result", "error"];

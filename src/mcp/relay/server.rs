@@ -28,6 +28,11 @@ impl Relay {
                 match id {
                     None => out.to_client.push(notification(method, params)),
                     Some(id @ (Value::String(_) | Value::Number(_))) => {
+                        if let Some(refusal) =
+                            self.refuse_server_request(&id, &method, params.as_ref(), out)
+                        {
+                            return out.to_server.push(refusal.to_string());
+                        }
                         let mut state = self.state.lock();
                         if state.server_requests.len() >= self.max_pending {
                             drop(state);
@@ -89,6 +94,16 @@ impl Relay {
                 );
             }
         };
+        // The server's own requests inside an `input_required` result are decided as if it
+        // had sent them: one the policy refuses withholds the whole result.
+        if let Some(refusal) = result
+            .as_ref()
+            .filter(|r| r.get("resultType").and_then(Value::as_str) == Some("input_required"))
+            .and_then(|r| self.refuse_input_requests(&pending.client_id, r, out))
+        {
+            self.settle(&pending, Outcome::Unknown, out);
+            return out.to_client.push(refusal.to_string());
+        }
         match (&pending.kind, result.as_mut()) {
             (
                 Kind::Call {
@@ -124,6 +139,28 @@ impl Relay {
                     Ok(0) => {}
                     Ok(removed) => out.notes.push(format!(
                         "tools/list: removed {removed} tool(s) the policy refuses"
+                    )),
+                    Err(e) => {
+                        out.notes.push(e.to_string());
+                        return client_error(
+                            out,
+                            &pending.client_id,
+                            GATEWAY_ERROR,
+                            &e.to_string(),
+                        );
+                    }
+                }
+            }
+            (Kind::Listing(listing), Some(result)) => {
+                match crate::mcp::lists::filter_listing(
+                    &self.engine,
+                    result,
+                    *listing,
+                    pending.revision,
+                ) {
+                    Ok(0) => {}
+                    Ok(removed) => out.notes.push(format!(
+                        "{removed} listed resource(s) or prompt(s) the policy refuses removed"
                     )),
                     Err(e) => {
                         out.notes.push(e.to_string());

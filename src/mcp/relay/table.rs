@@ -59,6 +59,8 @@ pub(super) enum Kind {
     /// The retry of a call the server asked more input for: charged already.
     Continuation(Box<ApprovalBinding>),
     ToolsList,
+    /// `resources/list`, `resources/templates/list`, `prompts/list`.
+    Listing(crate::mcp::lists::Listing),
     Initialize,
     Other,
 }

@@ -2,7 +2,12 @@
 
 use super::*;
 
-pub(super) fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Limit, PolicyError> {
+pub(super) fn limit(
+    v: &Value,
+    path: &str,
+    root: PathRoot,
+    counters: &mut Counters,
+) -> Result<Limit, PolicyError> {
     let map = object(
         v,
         path,
@@ -34,7 +39,8 @@ pub(super) fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Li
     let cost = match map.get("cost") {
         None => Cost::Fixed(1),
         Some(Value::String(text)) => Cost::Argument(
-            ArgPath::parse(text).map_err(|msg| PolicyError::at(&join(path, "cost"), msg))?,
+            ArgPath::parse_in(text, root)
+                .map_err(|msg| PolicyError::at(&join(path, "cost"), msg))?,
         ),
         Some(n @ Value::Number(_)) => Cost::Fixed(units(n, &join(path, "cost"))?),
         Some(other) => {
@@ -62,9 +68,10 @@ pub(super) fn limit(v: &Value, path: &str, counters: &mut Counters) -> Result<Li
     };
     let key = match map.get("key") {
         None => None,
-        Some(Value::String(text)) => {
-            Some(ArgPath::parse(text).map_err(|msg| PolicyError::at(&join(path, "key"), msg))?)
-        }
+        Some(Value::String(text)) => Some(
+            ArgPath::parse_in(text, root)
+                .map_err(|msg| PolicyError::at(&join(path, "key"), msg))?,
+        ),
         Some(other) => {
             return Err(PolicyError::at(
                 &join(path, "key"),

@@ -5,22 +5,26 @@
 
 mod limit;
 mod rule;
+mod section;
 mod values;
 
 use limit::*;
 use rule::*;
+use section::*;
 pub use values::closest_name;
 use values::*;
 
 use super::annotations::{is_pin, AnnotationRule, Hints, OnDrift};
-use super::arg_path::ArgPath;
+use super::arg_path::{ArgPath, PathRoot};
 use super::condition::{Condition, Op, CASE_OPS, OP_NAMES};
 use super::error::PolicyError;
 use super::limit::{
     window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
 };
 use super::rule::{Action, Rule};
+use super::section::{Section, SECTIONS};
 use super::{CaseGuard, Policy};
+use crate::call::CallKind;
 use crate::json::parse_strict;
 use crate::matcher::Matcher;
 use serde_json::{Map, Value};
@@ -38,6 +42,9 @@ const TOP_FIELDS: &[&str] = &[
     "pins",
     "on_drift",
     "tools",
+    "resources",
+    "prompts",
+    "server_requests",
 ];
 /// An annotation rule's fields: `match`, then a rule's.
 const ANNOTATION_FIELDS: &[&str] = &[
@@ -187,6 +194,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                 map,
                 "all_tools",
                 Action::Allow,
+                PathRoot::Args,
                 &mut counters,
             ))
         })
@@ -209,7 +217,9 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                 continue;
             };
             problems.take(known_fields(rule_map, &path, RULE_FIELDS));
-            if let Some(mut rule) = problems.take(rule(key, rule_map, &path, &mut counters)) {
+            if let Some(mut rule) =
+                problems.take(rule(key, rule_map, &path, PathRoot::Args, &mut counters))
+            {
                 rule.slot = u32::try_from(rules.len()).unwrap_or(u32::MAX);
                 rules.push(rule);
             }
@@ -262,7 +272,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                     None
                 }
             };
-            let rule = problems.take(rule(&path, map, &path, &mut counters));
+            let rule = problems.take(rule(&path, map, &path, PathRoot::Args, &mut counters));
             if let (Some(hints), Some(mut rule)) = (hints, rule) {
                 rule.slot = u32::try_from(rules.len() + annotations.len()).unwrap_or(u32::MAX);
                 annotations.push(AnnotationRule { hints, rule });
@@ -342,6 +352,15 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         ));
     }
 
+    let mut slot = rules.len() + annotations.len();
+    let mut sections = [None, None, None];
+    for (at, (field, kind, root)) in SECTIONS.iter().enumerate() {
+        if let (Some(v), Some(section)) = (top.get(*field), sections.get_mut(at)) {
+            let parsed = section_rules(v, field, *kind, *root, &mut slot, &mut counters);
+            *section = problems.take(parsed).map(Section::new);
+        }
+    }
+    let [resources, prompts, server_requests] = sections;
     let matcher = Matcher::new(&hide, rules.iter().map(|r| &*r.key));
     let mut policy = Policy {
         id: Policy::next_id(),
@@ -355,6 +374,10 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         on_drift,
         matcher,
         case_guard: Arc::default(),
+        resources,
+        prompts,
+        server_requests,
+        nothing_added: empty_rule(""),
     };
     policy.case_guard = Arc::new(CaseGuard::new(policy.argument_names()));
     problems.into_result(policy)

@@ -6,6 +6,7 @@ pub(super) fn rule(
     key: &str,
     map: &Map<String, Value>,
     path: &str,
+    root: PathRoot,
     counters: &mut Counters,
 ) -> Result<Rule, PolicyError> {
     let mut problems = Problems::default();
@@ -41,6 +42,7 @@ pub(super) fn rule(
         map,
         path,
         action.unwrap_or(Action::Allow),
+        root,
         counters,
     ));
     let reason = problems
@@ -75,19 +77,20 @@ pub(super) fn body(
     map: &Map<String, Value>,
     path: &str,
     action: Action,
+    root: PathRoot,
     counters: &mut Counters,
 ) -> Result<Rule, PolicyError> {
     let mut problems = Problems::default();
     let mut rule = empty_rule(key);
     rule.action = action;
     rule.require = problems
-        .take(conditions(map, path, "require"))
+        .take(conditions(map, path, "require", root))
         .unwrap_or_default();
     rule.deny_if = problems
-        .take(conditions(map, path, "deny_if"))
+        .take(conditions(map, path, "deny_if", root))
         .unwrap_or_default();
     rule.approve_if = problems
-        .take(conditions(map, path, "approve_if"))
+        .take(conditions(map, path, "approve_if", root))
         .unwrap_or_default();
     if let Some(v) = map.get("scopes") {
         rule.scopes = problems
@@ -98,7 +101,7 @@ pub(super) fn body(
         let list_path = join(path, "limits");
         let items = problems.take(array(v, &list_path, "a list of limits"));
         for (i, item) in items.unwrap_or_default().iter().enumerate() {
-            if let Some(limit) = problems.take(limit(item, &index(&list_path, i), counters)) {
+            if let Some(limit) = problems.take(limit(item, &index(&list_path, i), root, counters)) {
                 rule.limits.push(limit);
             }
         }
@@ -159,6 +162,7 @@ pub(super) fn conditions(
     map: &Map<String, Value>,
     path: &str,
     field: &str,
+    root: PathRoot,
 ) -> Result<Vec<Condition>, PolicyError> {
     let Some(v) = map.get(field) else {
         return Ok(Vec::new());
@@ -173,12 +177,17 @@ pub(super) fn conditions(
     let parsed = items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| problems.take(condition(item, &index(&list_path, i), field)))
+        .filter_map(|(i, item)| problems.take(condition(item, &index(&list_path, i), field, root)))
         .collect();
     problems.into_result(parsed)
 }
 
-pub(super) fn condition(v: &Value, path: &str, field: &str) -> Result<Condition, PolicyError> {
+pub(super) fn condition(
+    v: &Value,
+    path: &str,
+    field: &str,
+    root: PathRoot,
+) -> Result<Condition, PolicyError> {
     let map = object(
         v,
         path,
@@ -186,8 +195,8 @@ pub(super) fn condition(v: &Value, path: &str, field: &str) -> Result<Condition,
     )?;
     known_fields(map, path, CONDITION_FIELDS)?;
     let arg_path_text = required_string(map, path, "path", "a path such as \"args.amount\"")?;
-    let arg_path =
-        ArgPath::parse(arg_path_text).map_err(|msg| PolicyError::at(&join(path, "path"), msg))?;
+    let arg_path = ArgPath::parse_in(arg_path_text, root)
+        .map_err(|msg| PolicyError::at(&join(path, "path"), msg))?;
     let op_name = required_string(map, path, "op", "an operator name")?;
     if !OP_NAMES.contains(&op_name) {
         return Err(PolicyError::at(

@@ -38,11 +38,12 @@ pub struct ToolCall<'a> {
 /// What a call asks for: a tool run, a resource read, a prompt, or (from the server) a
 /// request to the client. Each kind has its own rules in a policy (`tools`, `resources`,
 /// `prompts`, `server_requests`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CallKind {
     /// `tools/call`: the name is the tool's.
+    #[default]
     Tool,
     /// `resources/read`, `resources/subscribe`: the name is the resource's URI.
     Resource,
@@ -349,7 +350,11 @@ impl<'a> ToolCall<'a> {
 /// One call written down: an owned [`ToolCall`], as policy test files, replayed logs and
 /// call files hold it (`{"tool": "t", "args": {…}, "grant": "g1", "approved": true}`).
 ///
-/// Every field but `tool` may be left out. Files that add fields of their own embed it
+/// A resource read, a prompt or a server request names it in place of `tool`:
+/// `{"resource": "whmcs://desk/tickets/7"}`, `{"prompt": "summarize", "args": {…}}`,
+/// `{"server_request": "sampling/createMessage", "args": {…params}}`.
+///
+/// Every field but the name may be left out. Files that add fields of their own embed it
 /// with `#[serde(flatten)]`; it does not refuse unknown fields itself, so such a file
 /// checks them against [`CallRecord::FIELDS`] and its own.
 ///
@@ -365,8 +370,12 @@ impl<'a> ToolCall<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RecordFields", into = "RecordFields")]
 pub struct CallRecord {
-    /// The tool's name.
+    /// What the call asks for.
+    pub kind: CallKind,
+    /// The tool's name (the resource's URI, the prompt's name, the server request's
+    /// method, by `kind`).
     pub tool: String,
     /// The call's arguments (normally a JSON object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -391,7 +400,16 @@ pub struct CallRecord {
 impl CallRecord {
     /// The names of the fields a record reads.
     pub const FIELDS: &'static [&'static str] = &[
-        "tool", "args", "grant", "agent", "session", "approved", "scopes",
+        "tool",
+        "resource",
+        "prompt",
+        "server_request",
+        "args",
+        "grant",
+        "agent",
+        "session",
+        "approved",
+        "scopes",
     ];
 
     /// A record of a call of `tool`, with no identity, no arguments, not approved.
@@ -419,7 +437,11 @@ impl CallRecord {
     /// assert!(record.call().is_approved());
     /// ```
     pub fn call(&self) -> ToolCall<'_> {
-        let call = ToolCall::new(&self.tool)
+        let call = ToolCall {
+            kind: self.kind,
+            ..ToolCall::new(&self.tool)
+        };
+        let call = call
             .arguments_opt(self.args.as_ref())
             .ids(
                 self.grant.as_deref(),
@@ -430,6 +452,86 @@ impl CallRecord {
         match &self.scopes {
             Some(scopes) => call.scopes(scopes),
             None => call,
+        }
+    }
+}
+
+/// A call record as written: the name under the key of its kind.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+}
+
+impl TryFrom<RecordFields> for CallRecord {
+    type Error = String;
+
+    fn try_from(fields: RecordFields) -> Result<CallRecord, String> {
+        let named = [
+            (CallKind::Tool, fields.tool),
+            (CallKind::Resource, fields.resource),
+            (CallKind::Prompt, fields.prompt),
+            (CallKind::ServerRequest, fields.server_request),
+        ];
+        let mut names = named.into_iter().filter_map(|(kind, name)| Some((kind, name?)));
+        let (kind, tool) = names
+            .next()
+            .ok_or("missing field `tool` (or `resource`, `prompt`, `server_request`)")?;
+        if names.next().is_some() {
+            return Err("a call names one of `tool`, `resource`, `prompt`, `server_request`".into());
+        }
+        Ok(CallRecord {
+            kind,
+            tool,
+            args: fields.args,
+            grant: fields.grant,
+            agent: fields.agent,
+            session: fields.session,
+            approved: fields.approved,
+            scopes: fields.scopes,
+        })
+    }
+}
+
+impl From<CallRecord> for RecordFields {
+    fn from(record: CallRecord) -> RecordFields {
+        let name = Some(record.tool);
+        let (mut tool, mut resource, mut prompt, mut server_request) = (None, None, None, None);
+        match record.kind {
+            CallKind::Resource => resource = name,
+            CallKind::Prompt => prompt = name,
+            CallKind::ServerRequest => server_request = name,
+            CallKind::Tool => tool = name,
+        }
+        RecordFields {
+            tool,
+            resource,
+            prompt,
+            server_request,
+            args: record.args,
+            grant: record.grant,
+            agent: record.agent,
+            session: record.session,
+            approved: record.approved,
+            scopes: record.scopes,
         }
     }
 }

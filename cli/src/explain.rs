@@ -3,7 +3,7 @@
 use crate::files::load_policy;
 use crate::{Failure, FilePath, Format, Identity};
 use clap::Args;
-use mcp_policy::{CallRecord, Engine, ManualClock};
+use mcp_policy::{CallKind, CallRecord, Engine, ManualClock};
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -14,8 +14,17 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "FILE")]
     policy: FilePath,
     /// The tool called.
-    #[arg(long, value_name = "NAME")]
-    tool: String,
+    #[arg(long, value_name = "NAME", required_unless_present_any = ["resource", "prompt", "server_request"])]
+    tool: Option<String>,
+    /// A resource read instead: its URI.
+    #[arg(long, value_name = "URI", conflicts_with_all = ["tool", "prompt", "server_request"])]
+    resource: Option<String>,
+    /// A prompt instead: its name (--args holds its arguments).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["tool", "server_request"])]
+    prompt: Option<String>,
+    /// A request the server sends the client instead: its method (--args holds its params).
+    #[arg(long, value_name = "METHOD", conflicts_with = "tool")]
+    server_request: Option<String>,
     /// The call's arguments, a JSON object.
     #[arg(long, value_name = "JSON")]
     args: Option<String>,
@@ -41,8 +50,16 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     };
     // A fresh store: limits show the call as the first of its window.
     let engine = Engine::builder(policy).clock(ManualClock::new()).build();
+    let (kind, name) = match (&args.tool, &args.resource, &args.prompt, &args.server_request) {
+        (_, Some(uri), _, _) => (CallKind::Resource, uri),
+        (_, _, Some(prompt), _) => (CallKind::Prompt, prompt),
+        (_, _, _, Some(method)) => (CallKind::ServerRequest, method),
+        (Some(tool), _, _, _) => (CallKind::Tool, tool),
+        _ => return Err(Failure::Usage("name a --tool, --resource, --prompt or --server-request".into())),
+    };
     let record = CallRecord {
-        tool: args.tool.clone(),
+        kind,
+        tool: name.clone(),
         args: arguments,
         grant: args.identity.grant.clone(),
         agent: args.identity.agent.clone(),

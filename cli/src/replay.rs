@@ -10,7 +10,7 @@
 use crate::files::{load_policy, read_record, read_text};
 use crate::{Failure, FilePath, Format};
 use clap::Args;
-use mcp_policy::{CallRecord, Decision, Engine, ManualClock, Policy};
+use mcp_policy::{CallKind, CallRecord, Decision, Engine, ManualClock, Policy};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -220,6 +220,12 @@ fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String
     let start = *start_ms.get_or_insert(ms);
     let record = Record {
         call: CallRecord {
+            kind: match text("kind").as_deref() {
+                Some("resource") => CallKind::Resource,
+                Some("prompt") => CallKind::Prompt,
+                Some("server_request") => CallKind::ServerRequest,
+                _ => CallKind::Tool,
+            },
             tool: text("tool").ok_or("an audit record without \"tool\"")?,
             args: value.get("args").cloned(),
             grant: text("grant"),

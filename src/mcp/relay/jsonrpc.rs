@@ -29,7 +29,7 @@ pub(super) fn case_variant_of(name: &str, known: &[&'static str]) -> Option<&'st
         return None;
     }
     let folded = fold_case(name);
-    known.iter().copied().find(|k| folded == *k)
+    known.iter().copied().find(|k| folded == fold_case(k))
 }
 
 pub(super) fn notification(method: String, params: Option<Value>) -> String {

@@ -491,12 +491,16 @@ impl TryFrom<RecordFields> for CallRecord {
             (CallKind::Prompt, fields.prompt),
             (CallKind::ServerRequest, fields.server_request),
         ];
-        let mut names = named.into_iter().filter_map(|(kind, name)| Some((kind, name?)));
+        let mut names = named
+            .into_iter()
+            .filter_map(|(kind, name)| Some((kind, name?)));
         let (kind, tool) = names
             .next()
             .ok_or("missing field `tool` (or `resource`, `prompt`, `server_request`)")?;
         if names.next().is_some() {
-            return Err("a call names one of `tool`, `resource`, `prompt`, `server_request`".into());
+            return Err(
+                "a call names one of `tool`, `resource`, `prompt`, `server_request`".into(),
+            );
         }
         Ok(CallRecord {
             kind,

@@ -50,12 +50,21 @@ pub fn run(args: &ExplainArgs) -> Result<ExitCode, Failure> {
     };
     // A fresh store: limits show the call as the first of its window.
     let engine = Engine::builder(policy).clock(ManualClock::new()).build();
-    let (kind, name) = match (&args.tool, &args.resource, &args.prompt, &args.server_request) {
+    let (kind, name) = match (
+        &args.tool,
+        &args.resource,
+        &args.prompt,
+        &args.server_request,
+    ) {
         (_, Some(uri), _, _) => (CallKind::Resource, uri),
         (_, _, Some(prompt), _) => (CallKind::Prompt, prompt),
         (_, _, _, Some(method)) => (CallKind::ServerRequest, method),
         (Some(tool), _, _, _) => (CallKind::Tool, tool),
-        _ => return Err(Failure::Usage("name a --tool, --resource, --prompt or --server-request".into())),
+        _ => {
+            return Err(Failure::Usage(
+                "name a --tool, --resource, --prompt or --server-request".into(),
+            ))
+        }
     };
     let record = CallRecord {
         kind,

@@ -44,7 +44,22 @@ const POLICY: &str = r#"{"version":"1","default":"deny","hide":["whmcs_delete_*"
   "whmcs_error":{}, "whmcs_garbage":{}, "whmcs_silent":{}, "whmcs_huge":{},
   "whmcs_slow":{}, "whmcs_ask":{},
   "whmcs_close_client":{"action":"deny"},
-  "whmcs_send_email":{"action":"require_approval"}}}"#;
+  "whmcs_send_email":{"action":"require_approval"}},
+  "resources":{"whmcs://desk/tickets/*":{"limits":[{"window":"minute","max":3}]},
+    "whmcs://desk/admin/*":{"action":"deny"}},
+  "prompts":{"summarize":{"deny_if":[{"path":"args.scope","op":"eq","value":"all"}]}}}"#;
+
+/// Resource URIs the fuzz reads: allowed, denied, spelled to slip past, unreadable.
+const URIS: &[&str] = &[
+    "whmcs://desk/tickets/7",
+    "WHMCS://Desk/tickets/8",
+    "whmcs://desk/admin/users",
+    "whmcs://desk/tickets/../admin/users",
+    "whmcs://desk/tickets/..%2Fadmin",
+    "whmcs://desk/%61dmin/x",
+    "whmcs://desk/a%zz",
+    "file:///etc/passwd",
+];
 
 /// The tools the policy lets through; the fuzz calls them and the refused ones below.
 const ALLOWED: &[&str] = &[
@@ -153,9 +168,32 @@ fn message(rng: &mut Rng, used: &mut Vec<Value>) -> Message {
         }
         8 => {
             let id = odd_id(rng, used);
-            let method = *rng.pick(&["ping", "x/unknown", "resources/list"]);
+            let (method, params) = match rng.below(6) {
+                0 => ("ping", json!({})),
+                1 => ("x/unknown", json!({})),
+                2 => ("resources/list", json!({})),
+                3 => (
+                    *rng.pick(&["resources/read", "resources/subscribe", "Resources/Read"]),
+                    json!({"uri": *rng.pick(URIS)}),
+                ),
+                4 => {
+                    // Two spellings of `uri`: the whole message is refused unread.
+                    let line = request(&id, "resources/read", json!({"uri": *rng.pick(URIS)}));
+                    let line =
+                        line.replacen("\"uri\"", "\"URI\":\"whmcs://desk/admin/x\",\"uri\"", 1);
+                    return Message {
+                        bytes: line.into_bytes(),
+                        answer: Some(Value::Null),
+                    };
+                }
+                _ => (
+                    *rng.pick(&["prompts/get", "Prompts/Get"]),
+                    json!({"name": *rng.pick(&["summarize", "other"]),
+                           "arguments": {"scope": *rng.pick(&["one", "all"])}}),
+                ),
+            };
             Message {
-                bytes: request(&id, method, json!({})).into_bytes(),
+                bytes: request(&id, method, params).into_bytes(),
                 answer: Some(id),
             }
         }
@@ -429,6 +467,32 @@ fn run_stream(seed: u64, length: usize) {
         failures <= 4,
         "seed {seed}: {failures} failing calls ran; the limit is 4"
     );
+    // Resources and prompts reached the server only as the policy allows, within limits.
+    let policy: mcp_policy::Policy = POLICY.parse().unwrap();
+    let judge = mcp_policy::Engine::new(policy);
+    let mut reads = 0;
+    for line in gw.server_log() {
+        let record: Value = serde_json::from_str(&line).unwrap();
+        if let Some(uri) = record.get("read") {
+            let uri = uri.as_str().unwrap_or_default();
+            let decision = judge.peek(&mcp_policy::ToolCall::resource(uri).grant("g1"));
+            assert!(
+                decision.is_allowed(),
+                "seed {seed}: {uri} reached the server: {decision}"
+            );
+            assert!(
+                ["resources/read", "resources/subscribe"]
+                    .contains(&record["method"].as_str().unwrap()),
+                "seed {seed}: {record}"
+            );
+            reads += 1;
+        }
+        if let Some(name) = record.get("prompt") {
+            assert_eq!(name, "summarize", "seed {seed}: {record}");
+            assert_eq!(record["method"], "prompts/get", "seed {seed}: {record}");
+        }
+    }
+    assert!(reads <= 3, "seed {seed}: {reads} reads ran; the limit is 3");
     for line in gw.server_log() {
         let record: Value = serde_json::from_str(&line).unwrap();
         if let Some(received) = record.get("received") {

@@ -158,6 +158,14 @@ def handle(msg):
                         "serverInfo": {"name": "go-like", "version": "1"}})
     elif method == "ping":
         result(msg_id, {})
+    elif method in ("resources/read", "resources/subscribe"):
+        uri = go_object(list(params.items())).get("uri")
+        log({"read": uri, "method": msg.get("method")})
+        result(msg_id, {"contents": [{"uri": uri, "text": "contents"}]} if method == "resources/read" else {})
+    elif method == "prompts/get":
+        name = go_object(list(params.items())).get("name")
+        log({"prompt": name, "method": msg.get("method")})
+        result(msg_id, {"messages": []})
     elif msg_id is not None:
         send({"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32601, "message": "no such method"}})
 

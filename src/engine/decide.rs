@@ -124,7 +124,18 @@ impl Engine {
                 None => deny(
                     None,
                     DenyCode::DefaultDenied,
-                    Reason::fixed("no rule allows this tool, and the policy denies by default"),
+                    Reason::fixed(match call.kind() {
+                        CallKind::Resource => {
+                            "no rule allows this resource, and the policy denies by default"
+                        }
+                        CallKind::Prompt => {
+                            "no rule allows this prompt, and the policy denies by default"
+                        }
+                        CallKind::ServerRequest => {
+                            "no rule allows this request, and the policy denies by default"
+                        }
+                        _ => "no rule allows this tool, and the policy denies by default",
+                    }),
                 ),
             };
         }
@@ -154,9 +165,15 @@ impl Engine {
                 Some(Reason::composed(why))
             } else if action == Action::RequireApproval {
                 Some(match rule {
-                    Some(r) => rule_reason(r, "this tool needs a person's approval"),
+                    Some(r) => rule_reason(
+                        r,
+                        match call.kind() {
+                            CallKind::Tool => "this tool needs a person's approval",
+                            _ => "this needs a person's approval",
+                        },
+                    ),
                     None => Reason::fixed(
-                        "no rule matches this tool, and the policy requires approval by default",
+                        "no rule matches this call, and the policy requires approval by default",
                     ),
                 })
             } else if !has_conditions {

@@ -129,7 +129,7 @@ where
                 Sent::Answered(response) => response,
                 Sent::Unreachable(_, out) | Sent::TimedOut(out) => return events(out.to_client),
             };
-            let response = stream::relay_response(&layer, relay, response).await;
+            let response = stream::relay_response(&layer, relay, response, None).await;
             let kind = response
                 .headers()
                 .get(CONTENT_TYPE)

@@ -86,6 +86,7 @@ where
     ) -> Result<Response<PolicyBody>, S::Error>
     where
         S: tower_service::Service<Request<Full<Bytes>>, Response = Response<ResBody>>
+            + Clone
             + Send
             + 'static,
         S::Future: Send,
@@ -222,6 +223,7 @@ where
                 None => empty(StatusCode::ACCEPTED),
             });
         };
+        let reply = stream::replier(inner.clone(), &parts);
         let response = match self.send_upstream(&mut inner, &relay, parts, forward).await {
             Sent::Answered(response) => response,
             Sent::Unreachable(e, _) => return Err(e),
@@ -243,7 +245,7 @@ where
                 }
             }
         }
-        Ok(stream::relay_response(&self, relay, response).await)
+        Ok(stream::relay_response(&self, relay, response, Some(reply)).await)
     }
 
     /// `GET` (the server's stream, or one resumed with `Last-Event-ID`) and `DELETE`:
@@ -259,6 +261,7 @@ where
     ) -> Result<Response<PolicyBody>, S::Error>
     where
         S: tower_service::Service<Request<Full<Bytes>>, Response = Response<ResBody>>
+            + Clone
             + Send
             + 'static,
         S::Future: Send,
@@ -277,6 +280,7 @@ where
             None => Arc::new(self.relay(&identity, false)),
         };
         let ends = parts.method == Method::DELETE;
+        let reply = stream::replier(inner.clone(), &parts);
         let mut parts = parts;
         parts.headers.remove(CONTENT_LENGTH);
         let request = Request::from_parts(parts, Full::new(Bytes::new()));
@@ -295,7 +299,7 @@ where
                 sessions.end(id, &identity);
             }
         }
-        Ok(stream::relay_response(&self, relay, response).await)
+        Ok(stream::relay_response(&self, relay, response, Some(reply)).await)
     }
 
     /// The relay of session `id` for `identity`.

@@ -16,12 +16,67 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+/// Sends a message to the upstream on the client's behalf: the relay's answer to a
+/// request of the server's that the policy refused (the client never sees it).
+pub(crate) type Replier =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// A [`Replier`] that POSTs through a clone of `inner`, with the headers of the request
+/// whose stream carried the server's request.
+pub(crate) fn replier<S, ResBody>(inner: S, parts: &http::request::Parts) -> Replier
+where
+    S: tower_service::Service<http::Request<Full<Bytes>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let inner = std::sync::Mutex::new(inner);
+    let uri = parts.uri.clone();
+    let mut headers = parts.headers.clone();
+    for name in ["content-length", "mcp-method", "mcp-name", "last-event-id"] {
+        headers.remove(name);
+    }
+    Arc::new(move |message: String| {
+        let service = inner.lock().ok().map(|s| s.clone());
+        let mut request = http::Request::new(Full::new(Bytes::from(message)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
+        Box::pin(async move {
+            if let Some(mut service) = service {
+                if std::future::poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .is_ok()
+                {
+                    let _ = service.call(request).await;
+                }
+            }
+        })
+    })
+}
+
+/// The relay's answers to requests of the server's (a refusal, with the request's id):
+/// what a [`Replier`] sends. Its complaints about the server's messages (`id` null) are
+/// the operator's to read, not the upstream's.
+fn answers_to_server(out: &Output) -> impl Iterator<Item = String> + '_ {
+    out.to_server.iter().filter_map(|message| {
+        let id = serde_json::from_str::<Value>(message)
+            .ok()
+            .and_then(|m| m.get("id").cloned())
+            .unwrap_or(Value::Null);
+        (!id.is_null()).then(|| message.clone())
+    })
+}
+
 /// The inner service's response, rewritten by `relay`: whole for JSON, event by event
-/// for an event stream.
+/// for an event stream. What the relay answers the server (`reply`) is sent as the
+/// client would.
 pub(crate) async fn relay_response<F, B>(
     layer: &PolicyLayer<F>,
     relay: Arc<Relay>,
     response: Response<B>,
+    reply: Option<Replier>,
 ) -> Response<PolicyBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -44,6 +99,9 @@ where
             working: None,
             blocking: layer.blocking.clone(),
             audit: layer.audit.clone(),
+            reply,
+            replies: VecDeque::new(),
+            replying: None,
         };
         return Response::from_parts(parts, body.boxed_unsync());
     }
@@ -73,6 +131,11 @@ where
         .await
         .unwrap_or_default();
     audited(layer.audit.as_ref(), &out);
+    if let Some(reply) = &reply {
+        for message in answers_to_server(&out) {
+            reply(message).await;
+        }
+    }
     let text = out.to_client.into_iter().next().unwrap_or_default();
     Response::from_parts(
         parts,
@@ -99,6 +162,11 @@ pin_project_lite::pin_project! {
         working: Option<(Event, Working)>,
         blocking: Option<Blocking>,
         audit: Option<AuditSink>,
+        reply: Option<Replier>,
+        // The relay's answers to the server, not yet sent.
+        replies: VecDeque<String>,
+        // The answer being sent.
+        replying: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     }
 }
 
@@ -116,9 +184,19 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         loop {
+            // Answers to the server go first: it waits for them.
+            if let Some(replying) = this.replying.as_mut() {
+                ready!(replying.as_mut().poll(cx));
+                *this.replying = None;
+            }
+            if let (Some(reply), Some(message)) = (this.reply.as_ref(), this.replies.pop_front()) {
+                *this.replying = Some(reply(message));
+                continue;
+            }
             if let Some((event, working)) = this.working.as_mut() {
                 let out = ready!(working.as_mut().poll(cx)).unwrap_or_default();
                 audited(this.audit.as_ref(), &out);
+                this.replies.extend(answers_to_server(&out));
                 // A message the relay drops leaves the event's other lines (its id).
                 let written = event.write(out.to_client.first().map(String::as_str));
                 *this.working = None;

@@ -71,6 +71,11 @@ impl Stack {
     pub fn start_custom(python: &str, mode: &str, flags: &[String], policy: &str) -> Stack {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         match mode {
+            "beyond" => {
+                let script = manifest.join("tests/e2e/sdk_beyond_server.py");
+                let server = vec![python.to_owned(), script.display().to_string()];
+                Stack::start_upstream(&server, &["http", "{port}"], flags, policy)
+            }
             "hostile" => {
                 let script = manifest.join("tests/servers/hostile_http_server.py");
                 let server = vec!["python3".to_owned(), script.display().to_string()];

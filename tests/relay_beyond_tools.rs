@@ -245,6 +245,14 @@ fn server_requests_are_decided_before_the_client_sees_them() {
         parse(&roots.to_server[0])["error"]["data"]["code"],
         "default_denied"
     );
+    // A parameter spelled so that a lenient client reads it as `includeContext`.
+    let sneaky = ask(
+        7,
+        "sampling/createMessage",
+        json!({"IncludeContext": "allServers", "messages": []}),
+    );
+    assert!(sneaky.to_client.is_empty(), "{sneaky:?}");
+    assert_eq!(parse(&sneaky.to_server[0])["error"]["code"], INVALID_PARAMS);
     // A case variant of a governed method is refused.
     let variant = ask(6, "Sampling/CreateMessage", json!({}));
     assert!(variant.to_client.is_empty());

@@ -15,13 +15,7 @@ impl Engine {
             return self.decide_other(policy, call, record);
         }
         let tool = call.name();
-        let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
-            tool: ToolName::new(tool),
-            rule: rule.map(|r| thread_copies::rule_key(policy, r)),
-            code,
-            reason,
-            limit: None,
-        };
+        let deny = |rule, code, reason| denial(policy, tool, rule, code, reason);
 
         // 1. Hidden, 1b. pinned, 2. matched: one resolution, shared with every other
         // place that asks what the policy makes of a tool.
@@ -54,13 +48,8 @@ impl Engine {
                 approval: call.approval_id().map(str::to_owned),
             };
         };
-        let refuse = |code, why: String| Decision::Deny {
-            tool: ToolName::new(call.name()),
-            rule: None,
-            code,
-            reason: Reason::composed(why),
-            limit: None,
-        };
+        let refuse =
+            |code, why: String| denial(policy, call.name(), None, code, Reason::composed(why));
         if call.name().len() > MAX_NAME_BYTES {
             let code = match call.kind() {
                 CallKind::Resource => DenyCode::InvalidUri,
@@ -105,13 +94,7 @@ impl Engine {
         record: bool,
     ) -> Decision {
         let tool = call.name();
-        let deny = |rule: Option<&Rule>, code, reason| Decision::Deny {
-            tool: ToolName::new(tool),
-            rule: rule.map(|r| thread_copies::rule_key(policy, r)),
-            code,
-            reason,
-            limit: None,
-        };
+        let deny = |rule, code, reason| denial(policy, tool, rule, code, reason);
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {
@@ -209,6 +192,23 @@ impl Engine {
             .flat_map(Rule::all_limits)
             .chain(extra.all_limits());
         self.check_limits(policy, limits, rule, call, record)
+    }
+}
+
+/// A denial of `tool`, named after `rule`.
+fn denial(
+    policy: &Policy,
+    tool: &str,
+    rule: Option<&Rule>,
+    code: DenyCode,
+    reason: Reason,
+) -> Decision {
+    Decision::Deny {
+        tool: ToolName::new(tool),
+        rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+        code,
+        reason,
+        limit: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! the policy's `resources` and `prompts`: an entry whose rule (or the default) denies it
 //! outright is left out. A policy without the section leaves the list as it is.
 
-use super::tools_list::{check_members, ListingError};
+use super::tools_list::{check_members, remove_refused, ListingError};
 use super::Revision;
 use crate::call::CallKind;
 use crate::engine::Engine;
@@ -92,14 +92,7 @@ pub(crate) fn filter_listing(
         })?;
         refused.push(denies_outright(&policy, listing.kind(), name));
     }
-    let before = entries.len();
-    let mut index = 0;
-    entries.retain(|_| {
-        let keep = !refused.get(index).copied().unwrap_or(true);
-        index += 1;
-        keep
-    });
-    let removed = before - entries.len();
+    let removed = remove_refused(entries, &refused);
     if revision.requires_result_type() {
         map.insert("cacheScope".into(), "private".into());
     }

@@ -146,14 +146,19 @@ pub fn filter_tools_list(
     let Some(tools) = map.get_mut("tools").and_then(Value::as_array_mut) else {
         return Err(ListingError::new("has no \"tools\" array"));
     };
-    let before = tools.len();
+    Ok(remove_refused(tools, &refused))
+}
+
+/// Removes the entries `refused` marks (and any it does not cover); how many.
+pub(crate) fn remove_refused(entries: &mut Vec<Value>, refused: &[bool]) -> usize {
+    let before = entries.len();
     let mut index = 0;
-    tools.retain(|_| {
+    entries.retain(|_| {
         let keep = !refused.get(index).copied().unwrap_or(true);
         index += 1;
         keep
     });
-    Ok(before - tools.len())
+    before - entries.len()
 }
 
 /// Checks that a `tools/list` result has one reading.

@@ -252,9 +252,15 @@ impl Policy {
     /// # Ok::<(), mcp_policy::PolicyError>(())
     /// ```
     pub fn argument_names(&self) -> impl Iterator<Item = &str> {
+        // Resource rules read the URI the gateway parsed, never names a client sent.
+        let prompts_and_requests = [&self.prompts, &self.server_requests]
+            .into_iter()
+            .flatten()
+            .flat_map(|section| &section.rules);
         std::iter::once(&self.all_tools)
             .chain(&self.rules)
             .chain(self.annotations.iter().map(|a| &a.rule))
+            .chain(prompts_and_requests)
             .flat_map(Rule::arg_paths)
             .flat_map(arg_path::ArgPath::keys)
     }

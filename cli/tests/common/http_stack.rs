@@ -186,24 +186,42 @@ impl Stack {
         body: &str,
         headers: &[(&str, &str)],
     ) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let mut request = format!(
-            "{method} /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n",
-            self.addr,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_ascii_lowercase(), body.to_owned())
+        let accept = ("accept", "application/json, text/event-stream");
+        let headers: Vec<_> = std::iter::once(accept)
+            .chain(headers.iter().copied())
+            .collect();
+        exchange(&self.addr, method, "/mcp", &headers, body)
     }
+}
+
+/// One raw HTTP/1.1 request to `addr` (JSON unless `headers` say otherwise); the status,
+/// the head (lowercase) and the body.
+pub fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(name, _)| *name == "content-type") {
+        request.push_str("content-type: application/json\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 impl Drop for Stack {

@@ -100,6 +100,17 @@ impl Relay {
             out.notes.push(format!("refused a server request: {why}"));
             return Some(crate::mcp::error_response(id, INVALID_REQUEST, &why));
         }
+        // A parameter a lenient client would read as one the policy reads is refused.
+        if let Some(variant) = params.and_then(|p| self.engine.policy().case_variant_argument(p)) {
+            let why = format!(
+                "parameter {} differs only in case from \"{}\", which the policy reads; \
+                 names are case-sensitive",
+                json!(variant.found),
+                variant.expected
+            );
+            out.notes.push(format!("refused a server request: {why}"));
+            return Some(crate::mcp::error_response(id, INVALID_PARAMS, &why));
+        }
         let call =
             Call::new(self.identified(ToolCall::server_request(method).arguments_opt(params)));
         let decision = self.engine.evaluate(&call);

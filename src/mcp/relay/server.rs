@@ -134,33 +134,20 @@ impl Relay {
                 };
                 self.settle(&pending, outcome, out);
             }
-            (Kind::ToolsList, Some(result)) => {
-                match filter_tools_list(&self.engine, result, pending.revision) {
+            (Kind::ToolsList | Kind::Listing(_), Some(result)) => {
+                let filtered = match &pending.kind {
+                    Kind::Listing(listing) => crate::mcp::lists::filter_listing(
+                        &self.engine,
+                        result,
+                        *listing,
+                        pending.revision,
+                    ),
+                    _ => filter_tools_list(&self.engine, result, pending.revision),
+                };
+                match filtered {
                     Ok(0) => {}
                     Ok(removed) => out.notes.push(format!(
-                        "tools/list: removed {removed} tool(s) the policy refuses"
-                    )),
-                    Err(e) => {
-                        out.notes.push(e.to_string());
-                        return client_error(
-                            out,
-                            &pending.client_id,
-                            GATEWAY_ERROR,
-                            &e.to_string(),
-                        );
-                    }
-                }
-            }
-            (Kind::Listing(listing), Some(result)) => {
-                match crate::mcp::lists::filter_listing(
-                    &self.engine,
-                    result,
-                    *listing,
-                    pending.revision,
-                ) {
-                    Ok(0) => {}
-                    Ok(removed) => out.notes.push(format!(
-                        "{removed} listed resource(s) or prompt(s) the policy refuses removed"
+                        "removed {removed} listed item(s) the policy refuses"
                     )),
                     Err(e) => {
                         out.notes.push(e.to_string());

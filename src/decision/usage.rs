@@ -113,8 +113,9 @@ pub struct Usage {
 #[derive(Debug, Default)]
 pub(crate) struct RefundProgress {
     state: AtomicU8,
-    /// Charges given back so far, in order; a retried refund resumes here.
-    released: AtomicUsize,
+    /// Charges given back so far, in order; a retried refund resumes here. (32 bits: a
+    /// call has a handful of charges, and every decision carries this.)
+    released: AtomicU32,
 }
 
 /// Nobody is refunding; a refund may begin (again, after a store failure).
@@ -129,16 +130,16 @@ const SHARING: u8 = 3;
 const SHARED: u8 = 4;
 
 impl RefundProgress {
-    fn at(state: u8, released: usize) -> RefundProgress {
+    fn at(state: u8, released: u32) -> RefundProgress {
         RefundProgress {
             state: AtomicU8::new(state),
-            released: AtomicUsize::new(released),
+            released: AtomicU32::new(released),
         }
     }
 
     /// Charges given back so far.
     pub(crate) fn released(&self) -> usize {
-        self.released.load(Ordering::Acquire)
+        usize::try_from(self.released.load(Ordering::Acquire)).unwrap_or(usize::MAX)
     }
 
     /// One more charge given back.
@@ -245,7 +246,7 @@ impl Usage {
                         Ordering::Acquire,
                     );
                     if moving.is_ok() {
-                        let released = self.own.released();
+                        let released = self.own.released.load(Ordering::Acquire);
                         let shared = Arc::clone(
                             self.shared
                                 .get_or_init(|| Arc::new(RefundProgress::at(state, released))),

@@ -39,6 +39,8 @@ impl Engine {
 
     /// A resource, prompt or server request: its section's rule (no `all_tools`, pins or
     /// annotations); a policy without the section allows it.
+    #[cold]
+    #[inline(never)]
     fn decide_other<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
         let Some(section) = policy.section(call.kind()) else {
             return Decision::Allow {
@@ -124,8 +126,12 @@ impl Engine {
         }
         // 3b. Scopes: before arguments are looked at or anything is counted, so that a
         // caller without them learns what to ask its authorization server for.
-        if let Some(why) = missing_scopes(rule, extra, call) {
-            return deny(rule, DenyCode::InsufficientScope, Reason::composed(why));
+        // Checked inline, looked into out of line: most rules name no scopes.
+        let needs_scopes = rule.is_some_and(|r| !r.scopes.is_empty()) || !extra.scopes.is_empty();
+        if needs_scopes {
+            if let Some(why) = missing_scopes(rule, extra, call) {
+                return deny(rule, DenyCode::InsufficientScope, Reason::composed(why));
+            }
         }
         let args = call.args();
         let sections = || rule.into_iter().chain(std::iter::once(extra));
@@ -251,10 +257,8 @@ pub(super) fn required_scopes<'r>(
 
 /// Why the call lacks scopes the rule or `all_tools` needs; `None` when it has them (or
 /// none are needed). Allocates only to refuse.
+#[cold]
 fn missing_scopes(rule: Option<&Rule>, all_tools: &Rule, call: &ToolCall<'_>) -> Option<String> {
-    if rule.map_or(true, |r| r.scopes.is_empty()) && all_tools.scopes.is_empty() {
-        return None;
-    }
     let granted = call.granted_scopes();
     let has = |scope: &str| granted.is_some_and(|g| g.contains(scope));
     let needed: Vec<&str> = required_scopes(rule, all_tools).collect();

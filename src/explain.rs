@@ -1,7 +1,7 @@
 //! [`Explanation`]: how the engine reached a decision, step by step, for people who write
 //! policies.
 
-use crate::call::ToolCall;
+use crate::call::{CallKind, ToolCall};
 use crate::decision::Decision;
 use crate::engine::{key_value, Engine, MatchedBy, Resolution};
 use crate::policy::{Action, Condition, Cost, Rule};
@@ -111,18 +111,46 @@ impl Engine {
     pub fn explain(&self, call: &ToolCall<'_>) -> Explanation {
         let policy = self.policy();
         let tool = call.name();
-        let resolution = self.resolve(&policy, tool);
-        let (rule, by, pin) = match &resolution {
-            Resolution::Hidden(_) => (policy.rule(tool), MatchedBy::Exact, None),
-            Resolution::Governed { rule, by, drift } => {
-                (*rule, *by, drift.as_ref().map(|(why, _)| why.clone()))
+        let kind = call.kind();
+        // Other kinds: their section's rule, no `all_tools`; a resource's conditions read
+        // its URI as the engine normalizes it.
+        let parts = match crate::uri::normalize(tool) {
+            Ok(normal) if kind == CallKind::Resource => Some((
+                normal.uri.clone(),
+                serde_json::json!({"uri": normal.uri, "scheme": normal.scheme,
+                    "host": normal.host, "path": normal.path}),
+            )),
+            _ => None,
+        };
+        let args = match &parts {
+            Some((_, parts)) => Some(parts),
+            None => call.args(),
+        };
+        let (rule, by, pin, extra) = match (kind, policy.section(kind)) {
+            (CallKind::Tool, _) => match self.resolve(&policy, tool) {
+                Resolution::Hidden(_) => {
+                    (policy.rule(tool), MatchedBy::Exact, None, &policy.all_tools)
+                }
+                Resolution::Governed { rule, by, drift } => {
+                    (rule, by, drift.map(|(why, _)| why), &policy.all_tools)
+                }
+            },
+            (_, Some(section)) => {
+                let name = parts.as_ref().map_or(tool, |(uri, _)| uri.as_str());
+                (
+                    section.rule(name),
+                    MatchedBy::Exact,
+                    None,
+                    &policy.nothing_added,
+                )
             }
+            (_, None) => (None, MatchedBy::Default, None, &policy.nothing_added),
         };
-        let sections = || {
-            rule.map(|r| ("rule", r))
-                .into_iter()
-                .chain(std::iter::once(("all_tools", &policy.all_tools)))
+        let extra_name = match kind {
+            CallKind::Tool => Some(("all_tools", extra)),
+            _ => None,
         };
+        let sections = || rule.map(|r| ("rule", r)).into_iter().chain(extra_name);
         let mut conditions = Vec::new();
         let mut limits = Vec::new();
         for (section, body) in sections() {
@@ -131,12 +159,12 @@ impl Engine {
                 ("deny_if", &body.deny_if),
                 ("approve_if", &body.approve_if),
             ] {
-                conditions.extend(items.iter().map(|c| check(section, list, c, call.args())));
+                conditions.extend(items.iter().map(|c| check(section, list, c, args)));
             }
             limits.extend(Rule::all_limits(body).map(|limit| {
                 let cost = match &limit.cost {
                     Cost::Fixed(units) => Ok(*units),
-                    Cost::Argument(path) => match path.resolve(call.args()) {
+                    Cost::Argument(path) => match path.resolve(args) {
                         Some(value) => value.as_u64().ok_or_else(|| {
                             format!("{} is {value}, not a non-negative integer", path.as_str())
                         }),
@@ -152,19 +180,21 @@ impl Engine {
                     max: limit.max,
                     cost: cost.as_ref().ok().copied(),
                     cost_error: cost.err(),
-                    key: limit
-                        .key
-                        .as_ref()
-                        .map(|path| match key_value(path, call.args()) {
-                            Ok(value) => format!("{} {value}", path.as_str()),
-                            Err(why) => format!("{} ({why}): denies", path.as_str()),
-                        }),
+                    key: limit.key.as_ref().map(|path| match key_value(path, args) {
+                        Ok(value) => format!("{} {value}", path.as_str()),
+                        Err(why) => format!("{} ({why}): denies", path.as_str()),
+                    }),
                 }
             }));
         }
+        // A kind the policy has no key for is allowed whatever the default.
+        let action = match (kind, policy.section(kind)) {
+            (CallKind::Tool, _) | (_, Some(_)) => rule.map_or(policy.default, |r| r.action),
+            (_, None) => Action::Allow,
+        };
         Explanation {
             tool: tool.to_owned(),
-            hidden: policy.is_hidden(tool),
+            hidden: kind == CallKind::Tool && policy.is_hidden(tool),
             rule: rule.map(|r| RuleMatch {
                 key: r.key.to_string(),
                 kind: match by {
@@ -173,7 +203,7 @@ impl Engine {
                     _ => "exact",
                 },
             }),
-            action: rule.map_or(policy.default, |r| r.action),
+            action,
             pin,
             conditions,
             limits,

@@ -14,6 +14,7 @@ pub(super) fn trace_decision(record: &AuditRecord) {
                 $level,
                 id = record.id.as_str(),
                 request_id = %record.request_id,
+                kind = record.kind,
                 tool = record.tool.as_str(),
                 grant = record.grant.as_deref(),
                 agent = record.agent.as_deref(),

@@ -362,7 +362,8 @@ fn audited(audit: Option<&AuditSink>, out: &Output) {
 /// as the relay rewrites it.
 pub type PolicyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-fn answer(status: StatusCode, message: &Value) -> Response<PolicyBody> {
+/// A JSON answer the layer writes itself.
+pub(crate) fn answer(status: StatusCode, message: &Value) -> Response<PolicyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(message.to_string()))
             .map_err(|e| match e {})

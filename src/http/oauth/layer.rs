@@ -3,11 +3,9 @@
 
 use super::token::{Verified, Verifier};
 use crate::http::challenge::{bearer_challenge, Challenge};
-use crate::http::{Identity, PolicyBody};
-use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use crate::http::{answer, Identity, PolicyBody};
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -162,27 +160,14 @@ pub fn identity(parts: &http::request::Parts) -> Identity {
 
 /// The protected resource metadata, as served.
 pub fn metadata_response(config: &super::OAuthConfig) -> Response<PolicyBody> {
-    json_response(StatusCode::OK, &config.metadata().to_string())
-}
-
-fn json_response(status: StatusCode, body: &str) -> Response<PolicyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body.to_owned()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    answer(StatusCode::OK, &config.metadata())
 }
 
 /// 401 with the challenge (`LogIn` for a request without a token, RFC 6750 §3.1), the
 /// same whatever check failed.
 pub fn unauthorized(challenge: Challenge<'_>, metadata_url: &str) -> Response<PolicyBody> {
-    let body = r#"{"error":"a valid bearer token is required"}"#;
-    let mut response = json_response(StatusCode::UNAUTHORIZED, body);
+    let body = serde_json::json!({"error": "a valid bearer token is required"});
+    let mut response = answer(StatusCode::UNAUTHORIZED, &body);
     if let Some(value) = bearer_challenge(challenge, Some(metadata_url)) {
         response.headers_mut().insert(WWW_AUTHENTICATE, value);
     }

@@ -59,6 +59,8 @@ const ANNOTATION_FIELDS: &[&str] = &[
     "scopes",
 ];
 const RULE_FIELDS: &[&str] = ANNOTATION_FIELDS.split_at(1).1;
+/// A rule's fields past `action` and `reason`: none of them applies to a `deny` rule.
+const ALLOWING_FIELDS: &[&str] = RULE_FIELDS.split_at(2).1;
 const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if", "scopes"];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "key", "cost", "refund"];

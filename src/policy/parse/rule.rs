@@ -18,14 +18,7 @@ pub(super) fn rule(
         None => Some(Action::Allow),
     };
     if action == Some(Action::Deny) {
-        for field in [
-            "require",
-            "deny_if",
-            "approve_if",
-            "limits",
-            "rate_limit",
-            "scopes",
-        ] {
+        for &field in ALLOWING_FIELDS {
             if map.get(field).is_some_and(|v| !is_empty_list(v)) {
                 problems.0.push(PolicyError::at(
                     &join(path, field),

@@ -47,8 +47,11 @@ impl Issuer {
             "this test needs oidc-provider: npm install --prefix {} oidc-provider@9 (or set OIDC_PROVIDER_DIR)",
             dir.display()
         );
-        // ES modules resolve packages next to the script: run it from there.
-        let script = dir.join("oidc_server.mjs");
+        // ES modules resolve packages next to the script: run it from there, as a copy of
+        // its own (tests run at once; one must not read a copy another is writing).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let script = dir.join(format!("oidc_server-{}-{n}.mjs", std::process::id()));
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/oidc_server.mjs"),
             &script,
@@ -69,6 +72,7 @@ impl Issuer {
                 break;
             }
         }
+        let _ = std::fs::remove_file(&script);
         Issuer {
             _process: Running(process),
             url: url.expect("the authorization server did not start"),

@@ -1,7 +1,8 @@
-//! `http::oauth::Verifier`: every check of an access token, on a manual clock, with keys
-//! made for these tests (`tests/fixtures/oauth`) served as the issuer's JWKS. The real
-//! authorization server (`oidc-provider`) drives the gateway end to end in
-//! `cli/tests/oauth_gateway.rs`.
+//! `http::oauth`: every check of an access token by the `Verifier`, and the `OAuthLayer`
+//! in front of the `PolicyLayer` (metadata, 401s, identity per `sub`, step-up), on a
+//! manual clock, with keys made for these tests (`tests/fixtures/oauth`) served as the
+//! issuer's JWKS. The real authorization server (`oidc-provider`) drives the gateway end
+//! to end in `cli/tests/oauth_gateway.rs`.
 
 #![cfg(feature = "oauth")]
 #![allow(
@@ -358,4 +359,162 @@ fn keys_are_fetched_again_when_their_max_age_passes_and_kept_if_that_fails() {
         2,
         "a fetch was tried when the max-age passed"
     );
+}
+
+/// An upstream that records what reaches it: each message, and whether it carried an
+/// `Authorization` header.
+#[derive(Clone, Default)]
+struct Upstream {
+    seen: Arc<Mutex<Vec<(Value, bool)>>>,
+}
+
+impl tower_service::Service<http::Request<http_body_util::Full<bytes::Bytes>>> for Upstream {
+    type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<http_body_util::Full<bytes::Bytes>>) -> Self::Future {
+        use http_body_util::BodyExt;
+        let authorized = request.headers().contains_key("authorization");
+        let body = block_on(request.into_body().collect()).unwrap().to_bytes();
+        let message: Value = serde_json::from_slice(&body).unwrap();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((message.clone(), authorized));
+        let answer = json!({"jsonrpc": "2.0", "id": message["id"],
+            "result": {"content": [{"type": "text", "text": "ran"}]}});
+        let response = http::Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                answer.to_string(),
+            )))
+            .unwrap();
+        std::future::ready(Ok(response))
+    }
+}
+
+#[test]
+fn the_oauth_layer_in_front_of_the_policy_layer() {
+    use mcp_policy::http::oauth::{identity, OAuthLayer};
+    use mcp_policy::http::PolicyLayer;
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    let clock = clock();
+    let issuer = Issuer::publishing(vec![jwk("ec-1", Algorithm::ES256)]);
+    let config = OAuthConfig::new(ISSUER, RESOURCE).scopes_supported(["tickets:read"]);
+    let metadata_url = config.metadata_url();
+    let oauth = OAuthLayer::new(Verifier::new(config, issuer).clock(clock.clone()));
+    block_on(oauth.verifier().load_keys()).unwrap();
+    let policy: mcp_policy::Policy = r#"{"version": "1", "tools": {
+        "get_ticket": {"limits": [{"window": "minute", "max": 1, "scope": "grant"}]},
+        "update_ticket": {"scopes": ["tickets:write"]}}}"#
+        .parse()
+        .unwrap();
+    let engine = mcp_policy::Engine::builder(policy).clock(clock).build();
+    let policy = PolicyLayer::new(engine, identity).resource_metadata(metadata_url.clone());
+    let upstream = Upstream::default();
+    let mut service = oauth.layer(policy.layer(upstream.clone()));
+    let mut send = |method: &str, path: &str, token: Option<&str>, body: &str| {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("https://mcp.example.com{path}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_owned(),
+            )))
+            .unwrap();
+        let response = block_on(service.call(request)).unwrap();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        use http_body_util::BodyExt;
+        let status = response.status().as_u16();
+        let body = block_on(response.into_body().collect()).unwrap().to_bytes();
+        (
+            status,
+            challenge,
+            serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    let call = |tool: &str| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": {}}})
+        .to_string()
+    };
+
+    let (status, _, metadata) = send("GET", "/.well-known/oauth-protected-resource/mcp", None, "");
+    assert_eq!(status, 200);
+    assert_eq!(metadata["authorization_servers"], json!([ISSUER]));
+    let (status, challenge, _) = send("POST", "/mcp", None, &call("get_ticket"));
+    assert_eq!(status, 401);
+    assert_eq!(
+        challenge.unwrap(),
+        format!("Bearer resource_metadata=\"{metadata_url}\"")
+    );
+    let forged = sign(
+        "ec-1",
+        Algorithm::ES256,
+        &with(json!({"aud": "https://elsewhere/mcp"})),
+    );
+    let (status, challenge, _) = send("POST", "/mcp", Some(&forged), &call("get_ticket"));
+    assert_eq!(status, 401);
+    assert!(challenge
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_token\""));
+    assert!(
+        upstream.seen.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
+
+    let reader = sign(
+        "ec-1",
+        Algorithm::ES256,
+        &with(json!({"scope": "tickets:read"})),
+    );
+    let (status, _, answer) = send("POST", "/mcp", Some(&reader), &call("get_ticket"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(upstream.seen.lock().unwrap().len(), 1);
+    assert!(
+        !upstream.seen.lock().unwrap()[0].1,
+        "the token never reaches the upstream"
+    );
+    // Limits count per `sub`: this grant's minute is used; another subject's is not.
+    let (_, _, limited) = send("POST", "/mcp", Some(&reader), &call("get_ticket"));
+    assert_eq!(
+        limited["result"]["structuredContent"]["code"],
+        "rate_limited"
+    );
+    let other = sign(
+        "ec-1",
+        Algorithm::ES256,
+        &with(json!({"sub": "user-8", "scope": "tickets:read"})),
+    );
+    assert_eq!(
+        send("POST", "/mcp", Some(&other), &call("get_ticket")).0,
+        200
+    );
+    // Step-up: 403 naming the scopes to ask for, before anything reaches the upstream.
+    let seen = upstream.seen.lock().unwrap().len();
+    let (status, challenge, _) = send("POST", "/mcp", Some(&reader), &call("update_ticket"));
+    assert_eq!(status, 403);
+    assert_eq!(
+        challenge.unwrap(),
+        format!("Bearer error=\"insufficient_scope\", scope=\"tickets:write tickets:read\", resource_metadata=\"{metadata_url}\"")
+    );
+    assert_eq!(upstream.seen.lock().unwrap().len(), seen);
 }

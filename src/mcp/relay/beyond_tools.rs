@@ -31,14 +31,7 @@ impl Relay {
             "prompts/get" => ("name", &["name", "arguments"]),
             _ => ("uri", &["uri"]),
         };
-        if let Some((found, exact)) = params.and_then(|p| {
-            p.keys()
-                .find_map(|k| case_variant_of(k, members).map(|e| (k.clone(), e)))
-        }) {
-            let why = format!(
-                "params member {} is not \"{exact}\"; member names are case-sensitive",
-                json!(found)
-            );
+        if let Some(why) = params.and_then(|p| case_variant_member(p, members)) {
             client_error(out, id, INVALID_PARAMS, &why);
             return None;
         }
@@ -60,17 +53,12 @@ impl Relay {
             _ => ToolCall::resource(name),
         };
         let call = Call::new(self.identified(call));
-        if let Some(args) = call.args() {
-            if let Some(variant) = self.engine.policy().case_variant_argument(args) {
-                let why = format!(
-                    "argument {} differs only in case from \"{}\", which the policy reads; \
-                     names are case-sensitive",
-                    json!(variant.found),
-                    variant.expected
-                );
-                client_error(out, id, INVALID_PARAMS, &why);
-                return None;
-            }
+        if let Some(why) = call
+            .args()
+            .and_then(|a| self.case_variant_argument(a, "server"))
+        {
+            client_error(out, id, INVALID_PARAMS, &why);
+            return None;
         }
         let decision = self.engine.evaluate(&call);
         out.notes.push(decision.to_string());
@@ -92,24 +80,17 @@ impl Relay {
         params: Option<&Value>,
         out: &mut Output,
     ) -> Option<Value> {
-        if let Some(exact) = case_variant_of(method, SERVER_REQUESTS) {
-            let why = format!(
-                "unknown method {}; method names are case-sensitive: did you mean \"{exact}\"?",
-                json!(method)
-            );
+        // A method, or a parameter, that a lenient client would read as one the policy
+        // governs or reads is refused.
+        let refused = match case_variant_method(method, SERVER_REQUESTS) {
+            Some(why) => Some((INVALID_REQUEST, why)),
+            None => params
+                .and_then(|p| self.case_variant_argument(p, "client"))
+                .map(|why| (INVALID_PARAMS, why)),
+        };
+        if let Some((code, why)) = refused {
             out.notes.push(format!("refused a server request: {why}"));
-            return Some(crate::mcp::error_response(id, INVALID_REQUEST, &why));
-        }
-        // A parameter a lenient client would read as one the policy reads is refused.
-        if let Some(variant) = params.and_then(|p| self.engine.policy().case_variant_argument(p)) {
-            let why = format!(
-                "parameter {} differs only in case from \"{}\", which the policy reads; \
-                 names are case-sensitive",
-                json!(variant.found),
-                variant.expected
-            );
-            out.notes.push(format!("refused a server request: {why}"));
-            return Some(crate::mcp::error_response(id, INVALID_PARAMS, &why));
+            return Some(crate::mcp::error_response(id, code, &why));
         }
         let call =
             Call::new(self.identified(ToolCall::server_request(method).arguments_opt(params)));

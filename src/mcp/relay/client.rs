@@ -74,17 +74,8 @@ impl Relay {
             }
             None => return self.client_response(map, id, out),
         };
-        if let Some(exact) = case_variant_of(&method, INTERPRETED_METHODS) {
-            return client_error(
-                out,
-                &answer_id,
-                INVALID_REQUEST,
-                &format!(
-                    "unknown method {}; method names are case-sensitive: did you mean \
-                     \"{exact}\"?",
-                    json!(method)
-                ),
-            );
+        if let Some(why) = case_variant_method(&method, INTERPRETED_METHODS) {
+            return client_error(out, &answer_id, INVALID_REQUEST, &why);
         }
         let params = map.remove("params");
         if matches!(&params, Some(p) if !p.is_object() && !p.is_array()) {
@@ -145,19 +136,8 @@ impl Relay {
         out: &mut Output,
     ) -> Option<Kind> {
         if let Some(Value::Object(params)) = request.get("params") {
-            if let Some((found, exact)) = params
-                .keys()
-                .find_map(|k| case_variant_of(k, CALL_PARAMS).map(|e| (k, e)))
-            {
-                client_error(
-                    out,
-                    id,
-                    INVALID_PARAMS,
-                    &format!(
-                        "params member {} is not \"{exact}\"; member names are case-sensitive",
-                        json!(found)
-                    ),
-                );
+            if let Some(why) = case_variant_member(params, CALL_PARAMS) {
+                client_error(out, id, INVALID_PARAMS, &why);
                 return None;
             }
         }
@@ -222,19 +202,11 @@ impl Relay {
                 return None;
             }
         };
-        let policy = self.engine.policy();
-        if let Some(variant) = call.args().and_then(|a| policy.case_variant_argument(a)) {
-            let exact = variant.expected;
-            client_error(
-                out,
-                id,
-                INVALID_PARAMS,
-                &format!(
-                    "argument {} is spelled \"{exact}\" in the policy; argument names are \
-                     case-sensitive, and a server that ignores case would read it as \"{exact}\"",
-                    json!(variant.found)
-                ),
-            );
+        if let Some(why) = call
+            .args()
+            .and_then(|a| self.case_variant_argument(a, "server"))
+        {
+            client_error(out, id, INVALID_PARAMS, &why);
             return None;
         }
         if self.state.lock().server_gone {
@@ -242,6 +214,18 @@ impl Relay {
             return None;
         }
         Some(Call::new(self.identified(call)))
+    }
+
+    /// Why `args` is refused when a name in it differs only in case from one the policy
+    /// reads: a `peer` that ignores case would act on a value the policy never saw.
+    pub(super) fn case_variant_argument(&self, args: &Value, peer: &str) -> Option<String> {
+        let variant = self.engine.policy().case_variant_argument(args)?;
+        let exact = variant.expected;
+        Some(format!(
+            "argument {} is spelled \"{exact}\" in the policy; argument names are \
+             case-sensitive, and a {peer} that ignores case would read it as \"{exact}\"",
+            json!(variant.found)
+        ))
     }
 
     /// `call` with the caller's identity: ids and scopes.

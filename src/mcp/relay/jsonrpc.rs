@@ -23,6 +23,33 @@ pub(super) fn check_envelope(map: &Map<String, Value>) -> Result<(), String> {
     }
 }
 
+/// Why `method` is refused when it equals one of `known` only when case is ignored: a
+/// peer that ignores case would run it as that method.
+pub(super) fn case_variant_method(method: &str, known: &[&'static str]) -> Option<String> {
+    case_variant_of(method, known).map(|exact| {
+        format!(
+            "unknown method {}; method names are case-sensitive: did you mean \"{exact}\"?",
+            json!(method)
+        )
+    })
+}
+
+/// Why `params` is refused when one of its members equals one of `known` only when case
+/// is ignored.
+pub(super) fn case_variant_member(
+    params: &Map<String, Value>,
+    known: &[&'static str],
+) -> Option<String> {
+    params.keys().find_map(|found| {
+        case_variant_of(found, known).map(|exact| {
+            format!(
+                "params member {} is not \"{exact}\"; member names are case-sensitive",
+                json!(found)
+            )
+        })
+    })
+}
+
 /// `Some(exact)` when `name` equals one of `known` only when case is ignored.
 pub(super) fn case_variant_of(name: &str, known: &[&'static str]) -> Option<&'static str> {
     if known.contains(&name) {

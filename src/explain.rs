@@ -114,18 +114,15 @@ impl Engine {
         let kind = call.kind();
         // Other kinds: their section's rule, no `all_tools`; a resource's conditions read
         // its URI as the engine normalizes it.
-        let parts = match crate::uri::normalize(tool) {
-            Ok(normal) if kind == CallKind::Resource => Some((
-                normal.uri.clone(),
-                serde_json::json!({"uri": normal.uri, "scheme": normal.scheme,
-                    "host": normal.host, "path": normal.path}),
-            )),
-            _ => None,
+        let governed = match kind {
+            CallKind::Tool => None,
+            _ => policy.section(kind).and_then(|s| s.govern(kind, tool).ok()),
         };
-        let args = match &parts {
-            Some((_, parts)) => Some(parts),
-            None => call.args(),
-        };
+        let parts = governed
+            .as_ref()
+            .and_then(|g| g.uri.as_ref())
+            .map(|u| u.parts());
+        let args = parts.as_ref().or(call.args());
         let (rule, by, pin, extra) = match (kind, policy.section(kind)) {
             (CallKind::Tool, _) => match self.resolve(&policy, tool) {
                 Resolution::Hidden(_) => {
@@ -136,13 +133,12 @@ impl Engine {
                 }
             },
             (_, Some(section)) => {
-                let name = parts.as_ref().map_or(tool, |(uri, _)| uri.as_str());
-                (
-                    section.rule(name),
-                    MatchedBy::Exact,
-                    None,
-                    &policy.nothing_added,
-                )
+                // A URI that cannot be normalized is matched as sent (the decision refuses it).
+                let rule = match &governed {
+                    Some(governed) => governed.rule,
+                    None => section.rule(tool),
+                };
+                (rule, MatchedBy::Exact, None, &policy.nothing_added)
             }
             (_, None) => (None, MatchedBy::Default, None, &policy.nothing_added),
         };

@@ -22,6 +22,15 @@ pub(crate) struct NormalUri {
     pub(crate) path: String,
 }
 
+impl NormalUri {
+    /// What a resource rule's conditions and limits read (`uri`, `uri.scheme`, `uri.host`,
+    /// `uri.path`), as the object their paths resolve in.
+    pub(crate) fn parts(&self) -> serde_json::Value {
+        serde_json::json!({"uri": self.uri, "scheme": self.scheme,
+            "host": self.host, "path": self.path})
+    }
+}
+
 /// Normalizes `uri`, or says why it cannot be decided unambiguously.
 pub(crate) fn normalize(uri: &str) -> Result<NormalUri, &'static str> {
     if uri.chars().any(char::is_control) {

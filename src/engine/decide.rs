@@ -62,13 +62,8 @@ impl Engine {
                 format!("names longer than {MAX_NAME_BYTES} bytes are refused"),
             );
         }
-        if call.kind() != CallKind::Resource {
-            let rule = section.rule(call.name());
-            return self.decide_governed(policy, call, rule, &policy.nothing_added, None, record);
-        }
-        // Matched, and read by conditions, in the form the server resolves it to.
-        let normal = match crate::uri::normalize(call.name()) {
-            Ok(normal) => normal,
+        let governed = match section.govern(call.kind(), call.name()) {
+            Ok(governed) => governed,
             Err(why) => {
                 return refuse(
                     DenyCode::InvalidUri,
@@ -76,11 +71,16 @@ impl Engine {
                 )
             }
         };
-        let parts = serde_json::json!({"uri": normal.uri, "scheme": normal.scheme,
-            "host": normal.host, "path": normal.path});
-        let call = call.arguments(&parts);
-        let rule = section.rule(&normal.uri);
-        self.decide_governed(policy, &call, rule, &policy.nothing_added, None, record)
+        let extra = &policy.nothing_added;
+        match &governed.uri {
+            // A resource's conditions read its URI in the form the server resolves it to.
+            Some(uri) => {
+                let parts = uri.parts();
+                let call = call.arguments(&parts);
+                self.decide_governed(policy, &call, governed.rule, extra, None, record)
+            }
+            None => self.decide_governed(policy, call, governed.rule, extra, None, record),
+        }
     }
 
     /// Steps 3 to 5 for a call `rule` governs (the default when `None`), with `extra`'s

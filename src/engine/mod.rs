@@ -476,12 +476,11 @@ impl Engine {
                 Resolution::Hidden(_) => (None, &policy.all_tools),
             },
             Some(section) => {
-                let normal = crate::uri::normalize(call.name()).map(|n| n.uri);
-                let name = match call.kind() {
-                    crate::call::CallKind::Resource => normal.as_deref().unwrap_or(""),
-                    _ => call.name(),
-                };
-                (section.rule(name), &policy.nothing_added)
+                let rule = section
+                    .govern(call.kind(), call.name())
+                    .ok()
+                    .and_then(|g| g.rule);
+                (rule, &policy.nothing_added)
             }
         };
         let mut scopes: Vec<&str> = decide::required_scopes(rule, extra).collect();

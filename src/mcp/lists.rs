@@ -105,19 +105,8 @@ fn denies_outright(policy: &Policy, kind: CallKind, name: &str) -> bool {
     let Some(section) = policy.section(kind) else {
         return false;
     };
-    let normal;
-    let name = match kind {
-        CallKind::Resource => match crate::uri::normalize(name) {
-            Ok(n) => {
-                normal = n.uri;
-                normal.as_str()
-            }
-            Err(_) => return true,
-        },
-        _ => name,
-    };
-    section
-        .rule(name)
-        .map_or(policy.default_action(), |r| r.action)
-        == Action::Deny
+    match section.govern(kind, name) {
+        Ok(governed) => governed.rule.map_or(policy.default_action(), |r| r.action) == Action::Deny,
+        Err(_) => true,
+    }
 }

@@ -23,6 +23,33 @@ impl Section {
     pub(crate) fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.get(self.matcher.rule(name)?)
     }
+
+    /// How this section governs a call of `kind` named `name`: a resource is matched by
+    /// its URI as the server resolves it (refused when that is ambiguous: why), anything
+    /// else by its name.
+    pub(crate) fn govern(&self, kind: CallKind, name: &str) -> Result<Governed<'_>, &'static str> {
+        match kind {
+            CallKind::Resource => {
+                let uri = crate::uri::normalize(name)?;
+                Ok(Governed {
+                    rule: self.rule(&uri.uri),
+                    uri: Some(uri),
+                })
+            }
+            _ => Ok(Governed {
+                rule: self.rule(name),
+                uri: None,
+            }),
+        }
+    }
+}
+
+/// What a section makes of one call.
+pub(crate) struct Governed<'s> {
+    /// The rule; `None`: the policy's default applies.
+    pub(crate) rule: Option<&'s Rule>,
+    /// A resource's URI, normalized.
+    pub(crate) uri: Option<crate::uri::NormalUri>,
 }
 
 /// The kinds that have a section: the policy key, the kind, what its conditions read.

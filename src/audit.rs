@@ -68,6 +68,9 @@ pub struct AuditRecord {
     pub retry_after_ms: Option<u64>,
     /// The approval that approved the call.
     pub approval: Option<String>,
+    /// The approval console approver who decided the call (approved it, or declined it);
+    /// `None` unless one did.
+    pub approver: Option<String>,
     /// Lowercase hex SHA-256 of the arguments in canonical form (RFC 8785 with numbers
     /// exact, [`canonical_json`](crate::mcp::canonical_json); `{}` when absent): ties
     /// the record to the call without keeping the arguments.
@@ -129,11 +132,18 @@ impl AuditRecord {
                 .and_then(|limit| serde_json::to_value(limit).ok()),
             retry_after_ms: decision.retry_after_ms(),
             approval,
+            approver: None,
             args_sha256,
             policy_sha256: None,
             args: None,
             shadow: None,
         }
+    }
+
+    /// Names the approval console approver who decided the call.
+    pub fn approver(mut self, name: impl Into<String>) -> AuditRecord {
+        self.approver = Some(name.into());
+        self
     }
 
     /// Names the policy file the decision was made under.

@@ -156,7 +156,7 @@ pub use engine::{Engine, EngineBuilder};
 pub use explain::{ConditionCheck, Explanation, LimitCheck, RuleMatch};
 pub use mcp::McpError;
 pub use policy::{
-    closest_name, Action, Counter, OnDrift, Outcome, Policy, PolicyError, Refund, Scope,
+    closest_name, Action, Approvers, Counter, OnDrift, Outcome, Policy, PolicyError, Refund, Scope,
 };
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

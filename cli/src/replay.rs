@@ -210,7 +210,7 @@ fn parse_line(value: Value, start_ms: &mut Option<u64>) -> Result<Parsed, String
     // nothing to decide again.
     if matches!(
         text("code").as_deref(),
-        Some("approval_declined" | "approval_invalid" | "store_failed")
+        Some("approval_declined" | "approval_invalid" | "approval_pending" | "store_failed")
     ) {
         return Ok(Parsed::Skip);
     }

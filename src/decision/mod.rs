@@ -315,6 +315,10 @@ pub enum DenyCode {
     /// encoded `/`, dot segments above the root, a malformed escape…): refused, never
     /// relayed.
     InvalidUri,
+    /// The call waits for a person on the approval console, and this client can neither
+    /// show the console's page nor hold the call: the refusal carries the page's address,
+    /// and the same call retried once it is approved runs once.
+    ApprovalPending,
 }
 
 impl DenyCode {
@@ -336,6 +340,7 @@ impl DenyCode {
             DenyCode::PinDrift => "pin_drift",
             DenyCode::InsufficientScope => "insufficient_scope",
             DenyCode::InvalidUri => "invalid_uri",
+            DenyCode::ApprovalPending => "approval_pending",
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, ToolName, Usage};
 use crate::policy::{
-    Action, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund, Rule, Scope,
+    Action, Approvers, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund,
+    Rule, Scope,
 };
 use crate::store::{
     Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, OwnedKeyValue,
@@ -463,6 +464,37 @@ impl Engine {
     pub(crate) fn governing_rule(&self, tool: &str) -> Option<String> {
         let policy = self.policy();
         self.resolve(&policy, tool).rule_key().map(str::to_owned)
+    }
+
+    /// Who may approve `call` when the policy holds it for approval: its rule's
+    /// `approvers`, else `all_tools`' (whose `approve_if` may be what held it), else the
+    /// client's user.
+    ///
+    /// ```
+    /// use mcp_policy::{Approvers, Engine, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {
+    ///     "whmcs_add_credit": {"action": "require_approval", "approvers": "console"},
+    ///     "whmcs_send_email": {"action": "require_approval"}}}"#.parse()?;
+    /// let engine = Engine::new(policy);
+    /// assert_eq!(engine.approvers(&ToolCall::new("whmcs_add_credit")), Approvers::Console);
+    /// assert_eq!(engine.approvers(&ToolCall::new("whmcs_send_email")), Approvers::Client);
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn approvers(&self, call: &ToolCall<'_>) -> Approvers {
+        let policy = self.policy();
+        let rule = match policy.section(call.kind()) {
+            None => match self.resolve(&policy, call.name()) {
+                Resolution::Governed { rule, .. } => rule.and_then(|r| r.approvers),
+                Resolution::Hidden(_) => None,
+            },
+            Some(section) => section
+                .govern(call.kind(), call.name())
+                .ok()
+                .and_then(|g| g.rule)
+                .and_then(|r| r.approvers),
+        };
+        rule.or(policy.all_tools.approvers).unwrap_or_default()
     }
 
     /// What a caller refused `insufficient_scope` should ask its authorization server for:

@@ -65,7 +65,7 @@ pub use headers::HEADER_MISMATCH;
 pub use service::PolicyService;
 
 use crate::engine::Engine;
-use crate::mcp::{self, Approvals, Output, Relay};
+use crate::mcp::{self, Approvals, ClientElicitation, Output, Relay};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -285,10 +285,10 @@ impl<F> PolicyLayer<F> {
         response
     }
 
-    fn relay(&self, identity: &Identity, elicits: bool) -> Relay {
+    fn relay(&self, identity: &Identity, elicits: ClientElicitation) -> Relay {
         let mut relay = Relay::builder(Arc::clone(&self.engine))
             .max_message(self.max_body)
-            .client_elicits(elicits)
+            .client_elicitation(elicits)
             .request_timeout(self.request_timeout)
             .audit(self.audit.is_some());
         if let Some(approvals) = &self.approvals {

@@ -3,7 +3,7 @@
 
 use super::held::{HeldCall, Owner};
 use super::{answer, audited, empty, headers, stream, BoxError, Identity, PolicyBody, PolicyLayer};
-use crate::mcp::{self, Relay};
+use crate::mcp::{self, ClientElicitation, Relay};
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
@@ -177,12 +177,15 @@ where
         let initialize = message
             .as_ref()
             .is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
-        let elicits = message
-            .as_ref()
-            .is_some_and(|m| m.pointer("/params/capabilities/elicitation").is_some());
+        let elicits = ClientElicitation::of(
+            message
+                .as_ref()
+                .and_then(|m| m.pointer("/params/capabilities/elicitation"))
+                .filter(|_| initialize),
+        );
         let relay = match &session {
             Some(id) => self.session_relay(id, &identity),
-            None => Arc::new(self.relay(&identity, initialize && elicits)),
+            None => Arc::new(self.relay(&identity, elicits)),
         };
         let decider = Arc::clone(&relay);
         let Some(out) = self.run(move || decider.from_client_parsed(parsed)).await else {
@@ -277,7 +280,7 @@ where
         }
         let relay = match &session {
             Some(id) => self.session_relay(id, &identity),
-            None => Arc::new(self.relay(&identity, false)),
+            None => Arc::new(self.relay(&identity, ClientElicitation::default())),
         };
         let ends = parts.method == Method::DELETE;
         let reply = stream::replier(inner.clone(), &parts);
@@ -314,7 +317,7 @@ where
                     .for_each(|out| audited(self.audit.as_ref(), out));
                 relay
             }
-            None => Arc::new(self.relay(identity, false)),
+            None => Arc::new(self.relay(identity, ClientElicitation::default())),
         }
     }
 }

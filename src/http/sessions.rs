@@ -26,7 +26,7 @@ pub(crate) struct Sessions {
 }
 
 struct Started {
-    elicits: bool,
+    elicits: crate::mcp::ClientElicitation,
     used: Instant,
 }
 
@@ -56,14 +56,18 @@ impl Sessions {
         &mut self,
         id: &str,
         who: &Identity,
-        make: impl FnOnce(bool) -> Relay,
+        make: impl FnOnce(crate::mcp::ClientElicitation) -> Relay,
     ) -> (Arc<Relay>, Vec<Output>) {
         let now = Instant::now();
         let swept = self.sweep(now);
-        let elicits = self.started.get_mut(id).is_some_and(|started| {
-            started.used = now;
-            started.elicits
-        });
+        let elicits = self
+            .started
+            .get_mut(id)
+            .map(|started| {
+                started.used = now;
+                started.elicits
+            })
+            .unwrap_or_default();
         let key = (id.to_owned(), who.clone());
         if let Some(session) = self.relays.get_mut(&key) {
             session.used = now;
@@ -84,7 +88,7 @@ impl Sessions {
 
     /// A session the server just created in answer to an `initialize` that did or did
     /// not declare elicitation.
-    pub(crate) fn start(&mut self, id: &str, elicits: bool) {
+    pub(crate) fn start(&mut self, id: &str, elicits: crate::mcp::ClientElicitation) {
         let started = Started {
             elicits,
             used: Instant::now(),
@@ -147,7 +151,7 @@ mod tests {
     use super::*;
     use crate::{Engine, Policy};
 
-    fn relay(_elicits: bool) -> Relay {
+    fn relay(_elicits: crate::mcp::ClientElicitation) -> Relay {
         let policy: Policy = r#"{"version": "1"}"#.parse().unwrap();
         Relay::builder(Engine::new(policy)).build()
     }

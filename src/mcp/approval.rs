@@ -136,6 +136,10 @@ pub struct SealedApproval {
     /// back to the server on the retry.
     #[serde(default)]
     pub inner: Option<String>,
+    /// The approval console's approval this state waits on, when a console approver
+    /// decides the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
 }
 
 /// Why a state was refused.
@@ -186,7 +190,29 @@ impl ApprovalKey {
         now_ms: u64,
         ttl_ms: u64,
     ) -> Result<String, ApprovalError> {
-        self.seal_state(binding, now_ms, ttl_ms, false, None)
+        self.seal_state(binding, now_ms, ttl_ms, false, None, None)
+    }
+
+    /// Seals `binding` as waiting on the approval console's approval `console` (its id),
+    /// with a fresh nonce.
+    ///
+    /// # Errors
+    /// [`ApprovalError::Random`] if no nonce could be drawn.
+    pub fn seal_console(
+        &self,
+        binding: &ApprovalBinding,
+        now_ms: u64,
+        ttl_ms: u64,
+        console: &str,
+    ) -> Result<String, ApprovalError> {
+        self.seal_state(
+            binding,
+            now_ms,
+            ttl_ms,
+            false,
+            None,
+            Some(console.to_owned()),
+        )
     }
 
     /// Seals a continuation of an allowed call the server answered with
@@ -201,7 +227,7 @@ impl ApprovalKey {
         ttl_ms: u64,
         inner: Option<String>,
     ) -> Result<String, ApprovalError> {
-        self.seal_state(binding, now_ms, ttl_ms, true, inner)
+        self.seal_state(binding, now_ms, ttl_ms, true, inner, None)
     }
 
     fn seal_state(
@@ -211,6 +237,7 @@ impl ApprovalKey {
         ttl_ms: u64,
         continuation: bool,
         inner: Option<String>,
+        console: Option<String>,
     ) -> Result<String, ApprovalError> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).map_err(|e| ApprovalError::Random(e.to_string()))?;
@@ -220,6 +247,7 @@ impl ApprovalKey {
             nonce: hex::encode(nonce),
             continuation,
             inner,
+            console,
         };
         let payload = serde_json::to_vec(&sealed).unwrap_or_default();
         let mut mac = self.mac();
@@ -384,6 +412,75 @@ fn is_deceptive(c: char) -> bool {
         || matches!(c,
             '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}' | '\u{180e}')
+}
+
+/// The `elicitation/create` params of an approval decided on the approval console: a
+/// URL-mode elicitation (MCP 2025-11-25 and later) pointing the client's user at the
+/// console's page of the approval `id`.
+///
+/// ```
+/// let params = mcp_policy::mcp::console_request("whmcs_add_credit", "credits need review",
+///     "0a1b", "https://approvals.example/approvals/0a1b");
+/// assert_eq!(params["mode"], "url");
+/// assert_eq!(params["elicitationId"], "0a1b");
+/// assert_eq!(params["url"], "https://approvals.example/approvals/0a1b");
+/// ```
+pub fn console_request(tool: &str, reason: &str, id: &str, url: &str) -> Value {
+    json!({
+        "mode": "url",
+        "elicitationId": id,
+        "url": url,
+        "message": format!(
+            "The tool {} needs the approval of a person on the approval console: {}. \
+             The call runs once they approve it; the page shows its state.",
+            shown(&Value::from(tool).to_string()),
+            shown(reason),
+        ),
+    })
+}
+
+/// Which elicitation modes a client declared (`capabilities.elicitation` in
+/// `initialize`, or the `clientCapabilities` of an MCP 2026-07-28 request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientElicitation {
+    /// Forms (`elicitation: {}` declares forms alone).
+    pub form: bool,
+    /// URL mode: the client shows its user a page to visit.
+    pub url: bool,
+}
+
+impl ClientElicitation {
+    /// Reads a declared `elicitation` capability (`None` when absent).
+    ///
+    /// ```
+    /// use mcp_policy::mcp::ClientElicitation;
+    /// use serde_json::json;
+    ///
+    /// let old = ClientElicitation::of(Some(&json!({})));
+    /// assert!(old.form && !old.url);
+    /// let both = ClientElicitation::of(Some(&json!({"form": {}, "url": {}})));
+    /// assert!(both.form && both.url);
+    /// let url = ClientElicitation::of(Some(&json!({"url": {}})));
+    /// assert!(!url.form && url.url);
+    /// assert_eq!(ClientElicitation::of(None), ClientElicitation::default());
+    /// ```
+    pub fn of(capability: Option<&Value>) -> ClientElicitation {
+        let Some(capability) = capability else {
+            return ClientElicitation::default();
+        };
+        let (form, url) = (capability.get("form"), capability.get("url"));
+        ClientElicitation {
+            // Before URL mode existed, an empty object meant forms.
+            form: form.is_some() || url.is_none(),
+            url: url.is_some(),
+        }
+    }
+
+    /// Whether the client can be asked anything.
+    pub fn any(self) -> bool {
+        self.form || self.url
+    }
 }
 
 /// What a person answered to an approval request.

@@ -31,6 +31,7 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const PARSE_ERROR: i64 = -32700;
 
 mod approval;
+mod board;
 mod call;
 mod digest;
 mod held;
@@ -44,9 +45,12 @@ mod revision;
 pub(crate) mod tools_list;
 
 pub use approval::{
-    approval_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey,
-    ApprovalKeyError, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
+    approval_request, console_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey,
+    ApprovalKeyError, ClientElicitation, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
 };
+#[cfg(feature = "redis")]
+pub use board::RedisBoard;
+pub use board::{ApprovalBoard, BoardEntry, MemoryBoard, PendingApproval, Verdict, DECIDED_KEPT};
 pub use call::{tool_call, McpError};
 pub use digest::{arguments_sha256, canonical_json, canonical_sha256, tool_digest};
 pub use ledger::ApprovalLedger;

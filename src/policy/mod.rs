@@ -22,8 +22,8 @@ pub(crate) use limit::{Cost, Limit};
 pub use limit::{Counter, Outcome, Refund, Scope};
 pub use parse::closest_name;
 pub(crate) use parse::MAX_NAME_BYTES;
-pub use rule::Action;
 pub(crate) use rule::Rule;
+pub use rule::{Action, Approvers};
 
 use crate::matcher::{Matcher, Target};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -45,6 +45,53 @@ impl fmt::Display for Action {
     }
 }
 
+/// Who may approve the calls a rule holds for approval (its `approvers` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approvers {
+    /// The MCP client's own user, through an elicitation (the default). This trusts the
+    /// client software: a client that speaks JSON-RPC itself can answer for its user.
+    #[default]
+    Client,
+    /// A person signed in to the gateway's approval console, never one whose own grant
+    /// made the call: separation of duties.
+    Console,
+    /// Whichever answers first: the client's user (when the client can show a form) or a
+    /// person on the console.
+    Either,
+}
+
+impl Approvers {
+    /// The name used in policy files: `"client"`, `"console"` or `"either"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approvers::Client => "client",
+            Approvers::Console => "console",
+            Approvers::Either => "either",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Approvers> {
+        Some(match name {
+            "client" => Approvers::Client,
+            "console" => Approvers::Console,
+            "either" => Approvers::Either,
+            _ => return None,
+        })
+    }
+
+    /// Whether a person on the approval console may decide.
+    pub fn uses_console(self) -> bool {
+        self != Approvers::Client
+    }
+}
+
+impl fmt::Display for Approvers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One compiled rule (also used for `all_tools`, whose action is always `Allow`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rule {
@@ -64,6 +111,8 @@ pub(crate) struct Rule {
     pub(crate) rate_limit: Option<Limit>,
     /// OAuth scopes the caller's token must carry.
     pub(crate) scopes: Vec<Arc<str>>,
+    /// Who approves what the rule holds; `None` when the rule does not say.
+    pub(crate) approvers: Option<Approvers>,
 }
 
 impl Rule {

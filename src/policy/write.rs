@@ -71,6 +71,9 @@ fn rule_json(rule: &Rule) -> Map<String, Value> {
     if let Some(reason) = &rule.reason {
         map.insert("reason".into(), (**reason).into());
     }
+    if let Some(approvers) = rule.approvers {
+        map.insert("approvers".into(), approvers.as_str().into());
+    }
     if !rule.scopes.is_empty() {
         let scopes = rule.scopes.iter().map(|s| Value::from(&**s)).collect();
         map.insert("scopes".into(), Value::Array(scopes));

@@ -207,6 +207,27 @@ impl RedisStore {
         self
     }
 
+    /// A board of pending console approvals in the same server, under the same prefix
+    /// and timeout, on connections of its own (so approvals never wait behind counts).
+    pub fn approval_board(&self) -> crate::mcp::RedisBoard {
+        let store = RedisStore {
+            client: self.client.clone(),
+            connections: (0..2).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            prefix: self.prefix.clone(),
+            timeout: self.timeout,
+            server_time: self.server_time,
+            acquire: Script::new(ACQUIRE),
+            release: Script::new(RELEASE),
+        };
+        crate::mcp::RedisBoard::new(store)
+    }
+
+    /// The prefix of every key.
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Checks that the server answers.
     ///
     /// # Errors
@@ -301,7 +322,7 @@ impl RedisStore {
     /// connecting, and every request `f` makes) is bounded by one deadline,
     /// [`timeout`](Self::timeout) from now, so no decision waits longer, however many
     /// callers queue for the pool.
-    fn with_connection<R>(
+    pub(crate) fn with_connection<R>(
         &self,
         mut f: impl FnMut(&mut Connection) -> RedisResult<R>,
     ) -> Result<R, StoreError> {

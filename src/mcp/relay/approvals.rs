@@ -2,6 +2,7 @@
 //! and continuations of calls the server asked more input for.
 
 use super::call::Call;
+use super::console::{console_params, input_required};
 use super::jsonrpc::*;
 use super::table::*;
 use super::*;
@@ -9,8 +10,8 @@ use crate::clock::Clock;
 use crate::decision::{Decision, DenyCode};
 use crate::mcp::held::{HeldBudget, DEFAULT_MAX_HELD, DEFAULT_MAX_HELD_BYTES};
 use crate::mcp::{
-    approval_request, ApprovalAnswer, ApprovalBinding, ApprovalError, ApprovalKey, ApprovalLedger,
-    Revision, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
+    approval_request, ApprovalAnswer, ApprovalBinding, ApprovalBoard, ApprovalError, ApprovalKey,
+    ApprovalLedger, Revision, SealedApproval, APPROVAL_INPUT, STATE_PREFIX,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -27,6 +28,31 @@ pub struct Approvals {
     ledger: Option<Arc<ApprovalLedger>>,
     /// Calls held for an answer, across every relay given a clone of these approvals.
     held: Arc<HeldBudget>,
+    /// Where calls for a console approver are posted.
+    pub(super) console: Option<Console>,
+}
+
+/// The approval console relays post calls to: its board, and the address of its pages.
+#[derive(Clone)]
+pub(super) struct Console {
+    pub(super) board: Arc<dyn ApprovalBoard>,
+    base: String,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("board", &self.board)
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl Console {
+    /// The console's page of the approval `id`.
+    pub(super) fn page(&self, id: &str) -> String {
+        format!("{}/approvals/{id}", self.base)
+    }
 }
 
 impl Approvals {
@@ -39,7 +65,27 @@ impl Approvals {
             timeout: Duration::from_secs(300),
             ledger: None,
             held: Arc::new(HeldBudget::new(DEFAULT_MAX_HELD, DEFAULT_MAX_HELD_BYTES)),
+            console: None,
         }
+    }
+
+    /// Sends calls whose rule names `approvers: "console"` (or `"either"`) to an approval
+    /// console: posted on `board`, where a console (the `mcp-policy` gateway's, or your
+    /// own) shows and decides them, at pages under `base_url` (`{base_url}/approvals/{id}`).
+    ///
+    /// The client is pointed at the page with a URL-mode elicitation when it declared
+    /// one (held until the decision on revisions before 2026-07-28; answered
+    /// `input_required` until then on 2026-07-28); a client that can do neither is
+    /// refused `approval_pending` with the page's address, and the same call retried once
+    /// approved runs once. An approval not decided within the [`timeout`](Self::timeout)
+    /// is declined. Without a console, such calls are refused `approval_required`: a
+    /// console rule is never approved by the client's user.
+    pub fn console(mut self, board: Arc<dyn ApprovalBoard>, base_url: &str) -> Approvals {
+        self.console = Some(Console {
+            board,
+            base: base_url.trim_end_matches('/').to_owned(),
+        });
+        self
     }
 
     /// Records used approvals in `ledger` (a file read back at start) instead of the
@@ -66,8 +112,9 @@ impl Approvals {
         self
     }
 
-    /// How long a call waits for a person's answer on revisions before 2026-07-28; no
-    /// answer counts as a decline (default 300 s).
+    /// How long a call waits for a person's answer on revisions before 2026-07-28, and
+    /// how long a console approval waits for a decision on every revision; no answer
+    /// counts as a decline (default 300 s).
     pub fn timeout(mut self, timeout: Duration) -> Approvals {
         self.timeout = timeout;
         self
@@ -76,6 +123,11 @@ impl Approvals {
     /// How long a call waits for a person's answer on revisions before 2026-07-28.
     pub fn answer_timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// How long a sealed approval stays usable, in milliseconds.
+    pub(super) fn ttl_ms(&self) -> u128 {
+        self.ttl.as_millis()
     }
 }
 
@@ -122,7 +174,9 @@ impl Relay {
         let binding = self.binding(&call);
         let problem = match (sealed.check(&binding), &self.approvals) {
             (Err(e), _) => Some((DenyCode::ApprovalInvalid, e.to_string())),
-            (Ok(()), Some(approvals)) => self.use_approval(approvals, &sealed),
+            (Ok(()), Some(approvals)) => {
+                self.use_approval(approvals, &sealed.nonce, sealed.expires_ms)
+            }
             (Ok(()), None) => Some((DenyCode::ApprovalInvalid, ApprovalError::Forged.to_string())),
         };
         if let Some((code, reason)) = problem {
@@ -136,16 +190,18 @@ impl Relay {
         Some(Kind::Continuation(Box::new(binding)))
     }
 
-    /// Records `sealed` as used, once for good: in the ledger when there is one, else in
-    /// the engine's counter store. `None` the first time; else why the call is refused.
+    /// Records the approval `nonce` (usable until `expires_ms`) as used, once for good: in
+    /// the ledger when there is one, else in the engine's counter store. `None` the first
+    /// time; else why the call is refused.
     pub(super) fn use_approval(
         &self,
         approvals: &Approvals,
-        sealed: &SealedApproval,
+        nonce: &str,
+        expires_ms: u64,
     ) -> Option<(DenyCode, String)> {
         let used = match &approvals.ledger {
             Some(ledger) => ledger
-                .use_once(&sealed.nonce, sealed.expires_ms, self.now_ms())
+                .use_once(nonce, expires_ms, self.now_ms())
                 .map_err(|e| {
                     format!(
                         "cannot record the approval's use in {}: {e}",
@@ -154,7 +210,7 @@ impl Relay {
                 }),
             None => self
                 .engine
-                .use_once(&sealed.nonce, approvals.ttl)
+                .use_once(nonce, approvals.ttl.saturating_add(approvals.timeout))
                 .map_err(|e| e.to_string()),
         };
         match used {
@@ -176,36 +232,46 @@ impl Relay {
     }
 
     /// MCP 2026-07-28: answers with an `InputRequiredResult` asking for approval, with a
-    /// sealed state the client's retry must carry.
+    /// sealed state the client's retry must carry. With `console`, the state waits on
+    /// that console approval, and the client is shown its page (unless `form`, under
+    /// `approvers: "either"`, where the client's user may answer a form instead).
     pub(super) fn ask_in_result(
         &self,
         approvals: &Approvals,
         call: &Call<'_>,
         reason: &str,
+        console: Option<(&str, bool)>,
         id: &Value,
         out: &mut Output,
-    ) -> Option<Decision> {
+    ) {
         let ttl = u64::try_from(approvals.ttl.as_millis()).unwrap_or(u64::MAX);
-        match approvals.key.seal(&self.binding(call), self.now_ms(), ttl) {
+        let (binding, now) = (self.binding(call), self.now_ms());
+        let sealed = match console {
+            Some((approval, _)) => approvals.key.seal_console(&binding, now, ttl, approval),
+            None => approvals.key.seal(&binding, now, ttl),
+        };
+        let params = match (console, &approvals.console) {
+            (Some((approval, false)), Some(desk)) => {
+                console_params(desk, call.name(), reason, approval)
+            }
+            _ => approval_request(call.name(), reason, call.args()),
+        };
+        match sealed {
             Ok(state) => {
-                let params = approval_request(call.name(), reason, call.args());
-                let result = json!({
-                    "resultType": "input_required",
-                    "inputRequests": {APPROVAL_INPUT: {"method": "elicitation/create", "params": params}},
-                    "requestState": state,
-                });
                 out.notes
                     .push(format!("{}: asked the client for approval", call.name()));
+                let result = input_required(params, state);
                 out.to_client
                     .push(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string());
             }
             Err(e) => client_error(out, id, GATEWAY_ERROR, &e.to_string()),
         }
-        None
     }
 
     /// Older revisions: sends the client an `elicitation/create` request and holds the
-    /// call until the answer (or the approval timeout).
+    /// call until the answer (or the approval timeout). With `console`, the call waits on
+    /// that console approval too: the request points the client's user at its page
+    /// (unless `form`, under `approvers: "either"`, where the client's answer decides).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn ask_by_request(
         &self,
@@ -216,6 +282,7 @@ impl Relay {
         request: &Value,
         id: &Value,
         revision: Revision,
+        console: Option<(&str, bool)>,
         out: &mut Output,
     ) -> Option<Decision> {
         let bytes = call.args().map_or(0, |args| args.to_string().len());
@@ -229,7 +296,12 @@ impl Relay {
             }
         };
         self.record(id, call, decision, out);
-        let params = approval_request(call.name(), reason, call.args());
+        let params = match (console, &approvals.console) {
+            (Some((approval, false)), Some(desk)) => {
+                console_params(desk, call.name(), reason, approval)
+            }
+            _ => approval_request(call.name(), reason, call.args()),
+        };
         let deadline = self.clock.now().saturating_add(approvals.timeout);
         let mut state = self.state.lock();
         // Unique beyond this relay: an HTTP gateway matches answers to the relay of the
@@ -249,6 +321,8 @@ impl Relay {
                 client_id: id.clone(),
                 revision,
                 deadline,
+                console: console.map(|(approval, _)| approval.to_owned()),
+                client_decides: console.map_or(true, |(_, form)| form),
                 _ticket: ticket,
             },
         );
@@ -287,15 +361,17 @@ impl Relay {
             }
         };
         // The state is used up by any answer: a decline cannot be accepted later.
-        let problem = self.use_approval(approvals, &sealed).or_else(|| {
-            let approved = answer.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of);
-            (approved != ApprovalAnswer::Approved).then(|| {
-                (
-                    DenyCode::ApprovalDeclined,
-                    "the person asked did not approve this call".to_owned(),
-                )
-            })
-        });
+        let problem = self
+            .use_approval(approvals, &sealed.nonce, sealed.expires_ms)
+            .or_else(|| {
+                let approved = answer.map_or(ApprovalAnswer::Declined, ApprovalAnswer::of);
+                (approved != ApprovalAnswer::Approved).then(|| {
+                    (
+                        DenyCode::ApprovalDeclined,
+                        "the person asked did not approve this call".to_owned(),
+                    )
+                })
+            });
         if let Some((code, reason)) = problem {
             self.refuse_outside_policy(id, call, code, reason, revision, out);
             return None;
@@ -317,6 +393,9 @@ impl Relay {
         result: Option<&Value>,
         out: &mut Output,
     ) {
+        if asking.console.is_some() {
+            return self.answered_console(asking, ask_id.to_string(), result, out);
+        }
         let Asking {
             request,
             client_id,

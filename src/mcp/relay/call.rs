@@ -10,6 +10,8 @@ use std::ops::Deref;
 pub(super) struct Call<'c> {
     call: ToolCall<'c>,
     args_sha256: OnceCell<String>,
+    /// The console approver who decided the call, for its audit records.
+    approver: Option<String>,
 }
 
 impl<'c> Call<'c> {
@@ -17,7 +19,19 @@ impl<'c> Call<'c> {
         Call {
             call,
             args_sha256: OnceCell::new(),
+            approver: None,
         }
+    }
+
+    /// The call, decided by the console approver `approver` (if any).
+    pub(super) fn approved_by(mut self, approver: Option<String>) -> Call<'c> {
+        self.approver = approver;
+        self
+    }
+
+    /// The console approver who decided the call.
+    pub(super) fn approver(&self) -> Option<&str> {
+        self.approver.as_deref()
     }
 
     /// Lowercase hex SHA-256 of the arguments in canonical form, hashed on first use.

@@ -3,13 +3,16 @@
 
 use super::approvals::*;
 use super::call::Call;
+use super::console::Asked;
 use super::jsonrpc::*;
 use super::table::*;
 use super::trace::*;
 use super::*;
 use crate::audit::AuditRecord;
 use crate::decision::Decision;
-use crate::mcp::{tool_call, Revision, INVALID_PARAMS, INVALID_REQUEST};
+use crate::mcp::{
+    tool_call, ClientElicitation, Revision, SealedApproval, INVALID_PARAMS, INVALID_REQUEST,
+};
 use serde_json::{json, Map, Value};
 
 impl Relay {
@@ -113,9 +116,8 @@ impl Relay {
                 }
             }
             "initialize" => {
-                let elicits = request
-                    .pointer("/params/capabilities/elicitation")
-                    .is_some();
+                let elicits =
+                    ClientElicitation::of(request.pointer("/params/capabilities/elicitation"));
                 self.state.lock().client_elicits = elicits;
                 Kind::Initialize
             }
@@ -151,14 +153,28 @@ impl Relay {
                 Err(e) => Some((Err(e), None)),
             },
         };
-        let can_elicit = revision.requires_result_type()
-            && request
-                .pointer("/params/_meta")
-                .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META))
-                .and_then(|caps| caps.get("elicitation"))
-                .is_some();
+        // What this client can be asked: on 2026-07-28, what the request declares; on
+        // older revisions, what `initialize` did (asked by a request, the call held).
+        let elicits = if revision.requires_result_type() {
+            ClientElicitation::of(
+                request
+                    .pointer("/params/_meta")
+                    .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META))
+                    .and_then(|caps| caps.get("elicitation")),
+            )
+        } else {
+            self.state.lock().client_elicits
+        };
         let call = self.checked_call(request, id, out)?;
         if let Some((sealed, answer)) = retry {
+            if let Ok(
+                opened @ SealedApproval {
+                    console: Some(_), ..
+                },
+            ) = &sealed
+            {
+                return self.console_retry(call, opened, answer.as_ref(), id, revision, out);
+            }
             let decision =
                 self.approved_retry(&call, sealed, answer.as_ref(), id, revision, out)?;
             return Some(self.call_kind(decision, &call, id, out));
@@ -168,20 +184,16 @@ impl Relay {
         if decision.is_allowed() {
             return Some(self.call_kind(decision, &call, id, out));
         }
-        if let (Decision::RequireApproval { reason, .. }, Some(approvals)) =
-            (&decision, &self.approvals)
-        {
-            if can_elicit {
-                self.record(id, &call, &decision, out);
-                self.ask_in_result(approvals, &call, reason, id, out);
-                return None;
-            }
-            if !revision.requires_result_type() && self.state.lock().client_elicits {
-                self.ask_by_request(
-                    approvals, &call, &decision, reason, request, id, revision, out,
-                );
-                return None;
-            }
+        if let (Decision::RequireApproval { .. }, Some(approvals)) = (&decision, &self.approvals) {
+            let asked = Asked {
+                call,
+                decision,
+                request: &*request,
+                id,
+                revision,
+                elicits,
+            };
+            return self.ask_for_approval(approvals, asked, out);
         }
         self.refuse(id, &call, &decision, revision, out);
         None
@@ -321,6 +333,9 @@ impl Relay {
         );
         if let Some(hex) = self.policy_sha256.lock().clone() {
             record = record.policy_sha256(hex);
+        }
+        if let Some(approver) = call.approver() {
+            record = record.approver(approver);
         }
         if let Some(shadow) =
             shadow.filter(|s| s.code() != decision.code() || s.rule() != decision.rule())

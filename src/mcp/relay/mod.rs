@@ -10,6 +10,7 @@ mod approvals;
 mod beyond_tools;
 mod call;
 mod client;
+mod console;
 mod jsonrpc;
 mod server;
 mod table;
@@ -201,6 +202,16 @@ impl RelayBuilder {
     /// it did not see (an HTTP gateway builds a relay per request; the session's
     /// `initialize` went through another).
     pub fn client_elicits(self, elicits: bool) -> RelayBuilder {
+        self.relay.state.lock().client_elicits = crate::mcp::ClientElicitation {
+            form: elicits,
+            url: false,
+        };
+        self
+    }
+
+    /// Tells the relay which elicitation modes the client declared in an `initialize` it
+    /// did not see: forms, URLs (which console approvals use), or both.
+    pub fn client_elicitation(self, elicits: crate::mcp::ClientElicitation) -> RelayBuilder {
         self.relay.state.lock().client_elicits = elicits;
         self
     }

@@ -22,8 +22,8 @@ pub(super) struct State {
     /// The revision the server chose in `initialize`, for requests that name none.
     pub(super) negotiated: Option<Revision>,
     pub(super) server_gone: bool,
-    /// Whether the client declared the elicitation capability in `initialize`.
-    pub(super) client_elicits: bool,
+    /// The elicitation modes the client declared in `initialize`.
+    pub(super) client_elicits: crate::mcp::ClientElicitation,
     /// Calls waiting for a person's answer (older revisions), by the id of the
     /// `elicitation/create` request as JSON text.
     pub(super) asking: HashMap<String, Asking>,
@@ -36,6 +36,11 @@ pub(super) struct Asking {
     pub(super) client_id: Value,
     pub(super) revision: Revision,
     pub(super) deadline: Timestamp,
+    /// The approval console's approval it waits on, if a console approver may decide.
+    pub(super) console: Option<String>,
+    /// Whether the client's answer decides (a form), rather than only withdrawing a call
+    /// the console decides (a URL the client's user may visit, or decline).
+    pub(super) client_decides: bool,
     /// Its share of the held calls' budget, given back when it is dropped.
     pub(super) _ticket: HeldTicket,
 }

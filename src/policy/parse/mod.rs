@@ -21,7 +21,7 @@ use super::error::PolicyError;
 use super::limit::{
     window_from_name, Cost, Counter, Limit, Refund, Scope, MAX_UNITS, MAX_WINDOW_SECS,
 };
-use super::rule::{Action, Rule};
+use super::rule::{Action, Approvers, Rule};
 use super::section::{Section, SECTIONS};
 use super::{CaseGuard, Policy};
 use crate::call::CallKind;
@@ -57,11 +57,19 @@ const ANNOTATION_FIELDS: &[&str] = &[
     "limits",
     "rate_limit",
     "scopes",
+    "approvers",
 ];
 const RULE_FIELDS: &[&str] = ANNOTATION_FIELDS.split_at(1).1;
 /// A rule's fields past `action` and `reason`: none of them applies to a `deny` rule.
 const ALLOWING_FIELDS: &[&str] = RULE_FIELDS.split_at(2).1;
-const ALL_TOOLS_FIELDS: &[&str] = &["limits", "require", "deny_if", "approve_if", "scopes"];
+const ALL_TOOLS_FIELDS: &[&str] = &[
+    "limits",
+    "require",
+    "deny_if",
+    "approve_if",
+    "scopes",
+    "approvers",
+];
 const CONDITION_FIELDS: &[&str] = &["path", "op", "value", "reason", "ignore_case"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "key", "cost", "refund"];
 const RATE_LIMIT_FIELDS: &[&str] = &["max", "window", "scope"];
@@ -398,5 +406,6 @@ fn empty_rule(key: &str) -> Rule {
         limits: Vec::new(),
         rate_limit: None,
         scopes: Vec::new(),
+        approvers: None,
     }
 }

@@ -90,6 +90,9 @@ pub(super) fn body(
             .take(scopes(v, &join(path, "scopes")))
             .unwrap_or_default();
     }
+    if let Some(v) = map.get("approvers") {
+        rule.approvers = problems.take(approvers(v, &rule, &join(path, "approvers")));
+    }
     if let Some(v) = map.get("limits") {
         let list_path = join(path, "limits");
         let items = problems.take(array(v, &list_path, "a list of limits"));
@@ -100,6 +103,37 @@ pub(super) fn body(
         }
     }
     problems.into_result(rule)
+}
+
+/// `approvers`: who approves what the rule holds, on a rule that can hold a call.
+fn approvers(v: &Value, rule: &Rule, path: &str) -> Result<Approvers, PolicyError> {
+    let expected = "\"client\", \"console\" or \"either\"";
+    let Some(name) = v.as_str() else {
+        return Err(PolicyError::at(
+            path,
+            format!("expected {expected}, found {}", describe(v)),
+        ));
+    };
+    let approvers = Approvers::from_name(name).ok_or_else(|| {
+        PolicyError::at(
+            path,
+            format!(
+                "expected {expected}, found {}{}",
+                describe_str(name),
+                suggestion(name, &["client", "console", "either"])
+            ),
+        )
+    })?;
+    // A deny rule is refused for its own reason (`ALLOWING_FIELDS`).
+    if rule.action == Action::Allow && rule.approve_if.is_empty() {
+        return Err(PolicyError::at(
+            path,
+            "this rule never holds a call for approval, so \"approvers\" would never \
+             apply; set \"action\": \"require_approval\" or add \"approve_if\", or remove \
+             \"approvers\"",
+        ));
+    }
+    Ok(approvers)
 }
 
 /// `scopes`: OAuth scope tokens (RFC 6749 §3.3: printable ASCII but space, `"` and `\\`),

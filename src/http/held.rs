@@ -5,10 +5,10 @@
 
 use super::service::Sent;
 use super::{audited, stream, BoxError, Identity, PolicyBody, PolicyLayer};
-use crate::mcp::Relay;
+use crate::mcp::{Output, Relay};
 use bytes::Bytes;
 use futures_channel::oneshot;
-use futures_util::future::Either;
+use futures_util::future::{select, Either};
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response};
 use http_body::{Body, Frame};
@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 /// Who may answer a held call: the session and identity that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,18 +105,7 @@ where
             .map(|(timer, approvals)| timer(approvals.answer_timeout()));
         let outcome = async move {
             let _guard = guard;
-            let answer = first_of(async { receiver.await.ok() }, timeout)
-                .await
-                .flatten()
-                .unwrap_or_else(|| {
-                    // No answer in time (or the answer's sender went away): a decline.
-                    Bytes::from(
-                        json!({"jsonrpc": "2.0", "id": ask_id, "result": {"action": "cancel"}})
-                            .to_string(),
-                    )
-                });
-            let decider = Arc::clone(&relay);
-            let Some(out) = layer.run(move || decider.from_client(&answer)).await else {
+            let Some(out) = settle(&layer, &relay, &ask_id, receiver, timeout).await else {
                 return Bytes::new();
             };
             audited(layer.audit.as_ref(), &out);
@@ -157,6 +147,74 @@ where
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         response
+    }
+}
+
+/// How often a held call asks the approval board whether a console approver decided.
+const CONSOLE_POLL: Duration = Duration::from_millis(250);
+
+/// What to answer a held call with: the relay's output once the client answered (unless
+/// the answer only showed the user a console page), a console approver decided (polled
+/// with the layer's timer), or the timeout passed (a decline). `None` when the layer is
+/// shutting down.
+async fn settle<F>(
+    layer: &PolicyLayer<F>,
+    relay: &Arc<Relay>,
+    ask_id: &str,
+    receiver: oneshot::Receiver<Bytes>,
+    timeout: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> Option<Output> {
+    enum Step {
+        Answer(Option<Bytes>),
+        Tick,
+    }
+    let mut receiver = Some(receiver);
+    let mut deadline = timeout;
+    loop {
+        let tick = layer.timer.as_ref().map(|timer| timer(CONSOLE_POLL));
+        let next = async {
+            match (receiver.as_mut(), tick) {
+                (Some(answer), Some(tick)) => match select(answer, tick).await {
+                    Either::Left((answer, _)) => Step::Answer(answer.ok()),
+                    Either::Right(((), _)) => Step::Tick,
+                },
+                (Some(answer), None) => Step::Answer(answer.await.ok()),
+                (None, Some(tick)) => {
+                    tick.await;
+                    Step::Tick
+                }
+                (None, None) => std::future::pending().await,
+            }
+        };
+        let step = match deadline.as_mut() {
+            Some(deadline) => match select(std::pin::pin!(next), deadline.as_mut()).await {
+                Either::Left((step, _)) => Some(step),
+                Either::Right(((), _)) => None,
+            },
+            None => Some(next.await),
+        };
+        let decider = Arc::clone(relay);
+        let out = match step {
+            // No answer in time (or the answer's sender went away): a decline.
+            None | Some(Step::Answer(None)) => {
+                let cancel = Bytes::from(
+                    json!({"jsonrpc": "2.0", "id": ask_id, "result": {"action": "cancel"}})
+                        .to_string(),
+                );
+                return layer.run(move || decider.from_client(&cancel)).await;
+            }
+            Some(Step::Answer(Some(answer))) => {
+                receiver = None;
+                layer.run(move || decider.from_client(&answer)).await?
+            }
+            Some(Step::Tick) => {
+                let id = Value::from(ask_id);
+                layer.run(move || decider.poll_approval(&id)).await?
+            }
+        };
+        if !(out.to_server.is_empty() && out.to_client.is_empty() && out.audit.is_empty()) {
+            return Some(out);
+        }
     }
 }
 

@@ -30,6 +30,13 @@ pub struct TokenEntry {
     agent: Option<String>,
 }
 
+impl TokenEntry {
+    /// The grant the token names.
+    pub fn grant(&self) -> &str {
+        &self.grant
+    }
+}
+
 /// Bearer token digests → identities.
 pub type Tokens = HashMap<String, TokenEntry>;
 

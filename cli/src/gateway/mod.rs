@@ -3,6 +3,7 @@
 
 mod audit_log;
 mod auth;
+mod console;
 mod http;
 mod issuer;
 mod reload;
@@ -13,10 +14,11 @@ use audit_log::AuditLog;
 use crate::files::{load_policy, read_text};
 use crate::{Failure, FilePath, Identity};
 use clap::Args;
-use mcp_policy::mcp::{self, ApprovalKey, Approvals};
+use mcp_policy::mcp::{self, ApprovalBoard, ApprovalKey, Approvals};
 use mcp_policy::{Engine, RedisStore};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[derive(Args)]
@@ -47,8 +49,8 @@ pub struct GatewayArgs {
         conflicts_with = "redis"
     )]
     approval_ledger: Option<FilePath>,
-    /// How long a person has to answer an approval request (revisions before 2026-07-28);
-    /// no answer counts as a decline.
+    /// How long a person has to answer an approval request (revisions before 2026-07-28),
+    /// and how long a console approval waits for a decision; no answer counts as a decline.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     approval_timeout: u64,
     /// How long a sealed approval (2026-07-28) stays usable.
@@ -111,6 +113,8 @@ pub struct GatewayArgs {
     upstream_header: Vec<String>,
     #[command(flatten)]
     oauth: issuer::OAuthArgs,
+    #[command(flatten)]
+    console: console::ConsoleArgs,
     /// The MCP server's command and its arguments, after `--`.
     #[arg(
         last = true,
@@ -127,7 +131,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?,
         None => ApprovalKey::generate().map_err(|e| Failure::Usage(e.to_string()))?,
     };
-    let engine = match &args.redis {
+    // Pending console approvals live beside the counts: in Redis, any replica's console
+    // shows and decides them.
+    let (engine, board): (Engine, Arc<dyn ApprovalBoard>) = match &args.redis {
         Some(url) => {
             let store = RedisStore::open(url)
                 .map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?
@@ -135,9 +141,10 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             if let Err(e) = store.ping() {
                 eprintln!("mcp-policy gateway: warning: Redis at {url} does not answer ({e}); calls with limits are denied until it does");
             }
-            Engine::builder(policy).store(store).build()
+            let board = Arc::new(store.approval_board());
+            (Engine::builder(policy).store(store).build(), board)
         }
-        None => Engine::new(policy),
+        None => (Engine::new(policy), Arc::new(mcp::MemoryBoard::new())),
     };
     if let Some(path) = &args.shadow {
         engine.set_shadow(Some(load_policy(path)?));
@@ -166,6 +173,9 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             path.display(),
             key_path.display()
         );
+    }
+    if let Some(started) = console::start(&args.console, board, args.tokens.clone())? {
+        approvals = approvals.console(started.board, &started.base_url);
     }
     let audit = match &args.audit {
         Some(path) => Some(AuditLog::open(path)?),

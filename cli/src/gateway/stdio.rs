@@ -170,6 +170,7 @@ impl Gateway {
         loop {
             std::thread::sleep(tick);
             self.write(self.relay.expire());
+            self.write(self.relay.poll_approvals());
             since_reclaim += tick;
             if since_reclaim >= RECLAIM_EVERY {
                 self.relay.engine().reclaim_expired();

@@ -1,6 +1,7 @@
 //! What the gateway's end-to-end tests share. Each test file opens with the same preamble:
 //! the lint allowances test code needs (`#![allow(clippy::unwrap_used, …)]`), then
 //! `mod common;` and a `use` of the parts it drives:
+//! - `console`: the approval console over raw HTTP, sign-in, an approvers file;
 //! - `fuzz`: the fuzz tests' seeded generator and their knobs;
 //! - `gateway`: `mcp-policy gateway` as a real process between the test and a real MCP
 //!   server process, and the Python SDK scripts;
@@ -16,6 +17,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod console;
 pub mod fuzz;
 pub mod gateway;
 pub mod http_stack;

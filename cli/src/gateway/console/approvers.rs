@@ -1,0 +1,138 @@
+//! The approvers file: who may sign in to the approval console, and which calls each may
+//! decide. Read again whenever it changes; a bad edit keeps the previous one.
+
+use crate::files::read_text;
+use crate::Failure;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproversFile {
+    approvers: Vec<Entry>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    sha256: String,
+    name: String,
+    grants: Option<Vec<String>>,
+}
+
+/// A person who may decide approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// Shown in the console and written to audit records.
+    pub name: String,
+    /// The SHA-256 of their sign-in token, hex: what a session remembers.
+    pub digest: String,
+    /// The grants whose calls they may decide; `None`: any but their own.
+    pub grants: Option<Vec<String>>,
+}
+
+impl Approver {
+    /// Whether `grant`'s call is theirs to decide, and if not, why.
+    pub fn may_decide(&self, grant: Option<&str>, own: &[String]) -> Result<(), String> {
+        let grant = grant.unwrap_or_default();
+        if self.name == grant || own.iter().any(|g| g == grant) {
+            return Err(format!(
+                "this call was made by your own grant ({grant}): another approver must decide it"
+            ));
+        }
+        match &self.grants {
+            Some(grants) if !grants.iter().any(|g| g == grant) => Err(format!(
+                "you may decide the calls of {} only, not of grant {grant}",
+                grants.join(", ")
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The approvers file, read again when it changes.
+pub struct ApproversFileWatch {
+    path: PathBuf,
+    loaded: Mutex<(Option<SystemTime>, Vec<Approver>)>,
+}
+
+impl ApproversFileWatch {
+    /// Reads `path` once; an error names what to fix.
+    pub fn open(path: &Path) -> Result<ApproversFileWatch, Failure> {
+        let approvers = load(path).map_err(Failure::Usage)?;
+        Ok(ApproversFileWatch {
+            path: path.to_owned(),
+            loaded: Mutex::new((modified(path), approvers)),
+        })
+    }
+
+    /// The approvers now: the file is read again if it changed since (a bad edit keeps the
+    /// previous list and says why on stderr).
+    pub fn current(&self) -> Vec<Approver> {
+        let Ok(mut loaded) = self.loaded.lock() else {
+            return Vec::new();
+        };
+        let now = modified(&self.path);
+        if now != loaded.0 {
+            loaded.0 = now;
+            match load(&self.path) {
+                Ok(approvers) => {
+                    loaded.1 = approvers;
+                    eprintln!("mcp-policy gateway: reloaded {}", self.path.display());
+                }
+                Err(e) => eprintln!("mcp-policy gateway: keeping the previous approvers: {e}"),
+            }
+        }
+        loaded.1.clone()
+    }
+
+    /// The approver whose token is `token`.
+    pub fn by_token(&self, token: &str) -> Option<Approver> {
+        let digest = hex::encode(Sha256::digest(token.trim().as_bytes()));
+        self.by_digest(&digest)
+    }
+
+    /// The approver whose token's digest is `digest`, if still listed.
+    pub fn by_digest(&self, digest: &str) -> Option<Approver> {
+        self.current().into_iter().find(|a| a.digest == digest)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reads `{"approvers": [{"sha256": HEX, "name": NAME, "grants"?: [ID...]}]}`.
+fn load(path: &Path) -> Result<Vec<Approver>, String> {
+    let text = read_text(path).map_err(|e| match e {
+        Failure::Usage(m) | Failure::Checked(m) => m,
+    })?;
+    let file: ApproversFile =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut approvers = Vec::new();
+    for (i, entry) in file.approvers.into_iter().enumerate() {
+        let digest = entry.sha256.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{}: approvers[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of \
+                 the approver's token)",
+                path.display()
+            ));
+        }
+        if entry.name.trim().is_empty() {
+            return Err(format!(
+                "{}: approvers[{i}].name must not be empty: it is written to audit records",
+                path.display()
+            ));
+        }
+        approvers.push(Approver {
+            name: entry.name,
+            digest,
+            grants: entry.grants,
+        });
+    }
+    Ok(approvers)
+}

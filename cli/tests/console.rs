@@ -156,14 +156,14 @@ fn a_held_call_runs_once_after_an_approver_approves_it_on_the_console() {
         login.cookie("mcp_policy_login").unwrap()
     );
     let wrong = format!("csrf={}&token=nope", login.csrf());
-    let answer = http(port, "POST", "/login", &[login_cookie.clone()], &wrong);
+    let answer = http(port, "POST", "/login", &[login_cookie.as_str()], &wrong);
     assert_eq!(answer.status, 403);
     let forged = format!("csrf=forged&token={ANA}");
-    let answer = http(port, "POST", "/login", &[login_cookie], &forged);
+    let answer = http(port, "POST", "/login", &[login_cookie.as_str()], &forged);
     assert_eq!(answer.status, 403, "a sign-in without its CSRF token");
 
     let ana = sign_in(port, ANA);
-    let list = http(port, "GET", "/", &[ana.clone()], "");
+    let list = http(port, "GET", "/", &[ana.as_str()], "");
     assert_eq!(list.status, 200);
     assert!(list.body.contains("whmcs_add_credit"));
     // Hostile arguments are shown escaped, never as markup.
@@ -173,9 +173,9 @@ fn a_held_call_runs_once_after_an_approver_approves_it_on_the_console() {
 
     // A POST without the session's CSRF token is refused, and decides nothing.
     let approve = format!("/approvals/{id}/approve");
-    let answer = http(port, "POST", &approve, &[ana.clone()], "note=x");
+    let answer = http(port, "POST", &approve, &[ana.as_str()], "note=x");
     assert_eq!(answer.status, 403);
-    let answer = http(port, "POST", &approve, &[ana.clone()], "csrf=0000&note=x");
+    let answer = http(port, "POST", &approve, &[ana.as_str()], "csrf=0000&note=x");
     assert_eq!(answer.status, 403);
     let still = gw.call(2, "whmcs_add_credit", args.clone());
     assert_eq!(
@@ -185,12 +185,31 @@ fn a_held_call_runs_once_after_an_approver_approves_it_on_the_console() {
 
     // bo may decide only g2's calls; g1 may not decide its own.
     let bo = sign_in(port, BO);
-    let bo_csrf = http(port, "GET", &format!("/approvals/{id}"), &[bo.clone()], "").csrf();
-    let answer = http(port, "POST", &approve, &[bo], &format!("csrf={bo_csrf}"));
+    let bo_csrf = http(port, "GET", &format!("/approvals/{id}"), &[bo.as_str()], "").csrf();
+    let answer = http(
+        port,
+        "POST",
+        &approve,
+        &[bo.as_str()],
+        &format!("csrf={bo_csrf}"),
+    );
     assert_eq!(answer.status, 403, "{}", answer.body);
     let own = sign_in(port, "g1-self-token");
-    let own_csrf = http(port, "GET", &format!("/approvals/{id}"), &[own.clone()], "").csrf();
-    let answer = http(port, "POST", &approve, &[own], &format!("csrf={own_csrf}"));
+    let own_csrf = http(
+        port,
+        "GET",
+        &format!("/approvals/{id}"),
+        &[own.as_str()],
+        "",
+    )
+    .csrf();
+    let answer = http(
+        port,
+        "POST",
+        &approve,
+        &[own.as_str()],
+        &format!("csrf={own_csrf}"),
+    );
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(answer.body.contains("your own grant"), "{}", answer.body);
 
@@ -198,7 +217,7 @@ fn a_held_call_runs_once_after_an_approver_approves_it_on_the_console() {
         port,
         "POST",
         &approve,
-        &[ana.clone()],
+        &[ana.as_str()],
         &format!("csrf={csrf}&note=ok"),
     );
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -219,17 +238,17 @@ fn a_held_call_runs_once_after_an_approver_approves_it_on_the_console() {
     assert_eq!(runs, 1, "{:?}", gw.server_log());
 
     // The decision is listed, with who made it.
-    let list = http(port, "GET", "/", &[ana.clone()], "");
+    let list = http(port, "GET", "/", &[ana.as_str()], "");
     assert!(list.body.contains("approved") && list.body.contains("ana"));
     let answer = http(
         port,
         "POST",
         "/logout",
-        &[ana.clone()],
+        &[ana.as_str()],
         &format!("csrf={csrf}"),
     );
     assert_eq!(answer.status, 303);
-    let answer = http(port, "GET", "/", &[ana], "");
+    let answer = http(port, "GET", "/", &[ana.as_str()], "");
     assert_eq!(answer.status, 303, "signed out");
 }
 
@@ -247,13 +266,13 @@ fn a_declined_call_is_refused_and_never_reaches_the_server() {
         .unwrap()
         .to_owned();
     let ana = sign_in(port, ANA);
-    let csrf = http(port, "GET", "/", &[ana.clone()], "").csrf();
+    let csrf = http(port, "GET", "/", &[ana.as_str()], "").csrf();
     let decline = format!("/approvals/{id}/decline");
     let answer = http(
         port,
         "POST",
         &decline,
-        &[ana],
+        &[ana.as_str()],
         &format!("csrf={csrf}&note=too+much"),
     );
     assert_eq!(answer.status, 200);

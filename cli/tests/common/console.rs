@@ -43,7 +43,7 @@ impl Answer {
     }
 }
 
-pub fn http(port: u16, method: &str, path: &str, cookies: &[String], form: &str) -> Answer {
+pub fn http(port: u16, method: &str, path: &str, cookies: &[&str], form: &str) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
@@ -92,7 +92,7 @@ pub fn sign_in(port: u16, token: &str) -> String {
         page.cookie("mcp_policy_login").unwrap()
     );
     let form = format!("csrf={}&token={token}", page.csrf());
-    let answer = http(port, "POST", "/login", &[login], &form);
+    let answer = http(port, "POST", "/login", &[login.as_str()], &form);
     assert_eq!(answer.status, 303, "{}", answer.body);
     format!(
         "mcp_policy_console={}",

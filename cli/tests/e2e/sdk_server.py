@@ -43,6 +43,13 @@ def whmcs_send_email(client_id: int, template: str) -> str:
 
 
 @app.tool()
+def whmcs_add_credit(client_id: int, amount: int, description: str = "") -> str:
+    """Add credit to a client."""
+    log("whmcs_add_credit", client_id=client_id, amount=amount, description=description)
+    return f"credited {amount} to client {client_id}"
+
+
+@app.tool()
 def whmcs_close_client(client_id: int) -> str:
     """Close a client account."""
     log("whmcs_close_client", client_id=client_id)

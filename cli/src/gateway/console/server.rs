@@ -179,7 +179,8 @@ impl Console {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("text/css"));
                 response
             }
-            (&Method::GET, "/login") => self.login_page(None),
+            (&Method::GET, "/login") => self.login_page(&parts.headers, None),
+            (&Method::GET, "/favicon.ico") => page(StatusCode::NOT_FOUND, String::new()),
             (&Method::POST, "/login") => self.login(&parts.headers, &body),
             _ => match self.signed_in(&parts.headers) {
                 None if parts.method == Method::GET => redirect("/login"),
@@ -217,8 +218,12 @@ impl Console {
         guarded(response)
     }
 
-    fn login_page(&self, problem: Option<&str>) -> Page {
-        let csrf = random_token();
+    /// The sign-in page, with a CSRF token kept in a cookie of its own (the one the
+    /// browser has, if any: two tabs, or a page's other requests, must not undo it).
+    fn login_page(&self, headers: &http::HeaderMap, problem: Option<&str>) -> Page {
+        let csrf = cookie(headers, LOGIN_COOKIE)
+            .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_else(random_token);
         let status = if problem.is_some() {
             StatusCode::FORBIDDEN
         } else {
@@ -239,7 +244,7 @@ impl Console {
             return page(StatusCode::FORBIDDEN, pages::message(None, "Refused", text));
         }
         let Some(approver) = posted.get("token").and_then(|t| self.approvers.by_token(t)) else {
-            return self.login_page(Some("That token is not an approver's."));
+            return self.login_page(headers, Some("That token is not an approver's."));
         };
         let id = random_token();
         if let Ok(mut sessions) = self.sessions.lock() {

@@ -1,0 +1,229 @@
+//! The approval console in a real headless browser (Debian's `chromium`, driven through
+//! `chromedriver` by `fantoccini`), deciding calls that the official MCP Python SDK made
+//! through `mcp-policy gateway --console` (`tests/e2e/sdk_console_client.py`): an approver
+//! signs in, sees the held call, approves it and the server ran it once; declines the
+//! next, which never reaches the server; an approver of the calling grant gets no
+//! buttons. The list page's screenshot is kept in `target/console-list.png`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+use common::console::{approvers_file, ANA};
+use common::{gateway, http_stack};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
+  "whmcs_add_credit":{"action":"require_approval","reason":"credits need a second person",
+    "approvers":"console"}}}"#;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> (Killed, u16) {
+    let port = http_stack::free_port();
+    let driver = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("this test needs chromedriver: apt-get install chromium chromium-driver"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (driver, port);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(port: u16) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"binary": "/usr/bin/chromium", "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--window-size=1280,900"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap()
+}
+
+async fn sign_in(client: &Client, console: &str, token: &str) {
+    client.goto(&format!("{console}/")).await.unwrap();
+    // Signed out: the list sends to the sign-in page.
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/login"));
+    let field = client
+        .find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap();
+    field.send_keys(token).await.unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let signed_in = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/logout']"))
+        .await;
+    if signed_in.is_err() {
+        let url = client.current_url().await.unwrap();
+        panic!(
+            "not signed in: at {url}: {}",
+            client.source().await.unwrap()
+        );
+    }
+}
+
+/// Lines the SDK client prints, as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    receiver
+}
+
+fn next_line(lines: &mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line starting {prefix:?} from the SDK client"));
+        assert!(!line.starts_with("FAILED"), "{line}");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+fn artifact(name: &str) -> PathBuf {
+    let target = gateway::binary()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    target.join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver and the MCP Python SDK"]
+async fn an_approver_decides_in_a_browser_what_the_python_sdk_client_called() {
+    let python = gateway::python_with_sdk();
+    let dir = std::env::temp_dir().join(format!("mcp-policy-browser-{}", std::process::id()));
+    let approvers = approvers_file(&dir);
+    std::fs::write(dir.join("policy.json"), POLICY).unwrap();
+    let port = http_stack::free_port();
+    let console = format!("http://127.0.0.1:{port}");
+    let mut client = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/sdk_console_client.py"))
+        .arg(dir.join("policy.json"))
+        .arg(dir.join("server.log"))
+        .arg(gateway::binary())
+        .args([
+            "gateway",
+            "--console",
+            &format!("127.0.0.1:{port}"),
+            "--approvers",
+        ])
+        .arg(&approvers)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut client);
+    let client = Killed(client);
+    let page = next_line(&lines, "url: ");
+    assert!(page.starts_with(&format!("{console}/approvals/")), "{page}");
+
+    let (_driver, driver_port) = chromedriver();
+    let browser = browser(driver_port).await;
+
+    // The calling grant's own approver sees the call but may not decide it.
+    sign_in(&browser, &console, "g1-self-token").await;
+    let row = browser.find(Locator::Css("tr.pending")).await.unwrap();
+    let text = row.text().await.unwrap();
+    assert!(text.contains("another approver must decide"), "{text}");
+    assert!(row.find(Locator::Css("button.approve")).await.is_err());
+    browser
+        .find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    sign_in(&browser, &console, ANA).await;
+    let row = browser.find(Locator::Css("tr.pending")).await.unwrap();
+    let text = row.text().await.unwrap();
+    assert!(
+        text.contains("whmcs_add_credit") && text.contains("<b>goodwill</b>"),
+        "{text}"
+    );
+    let screenshot = browser.screenshot().await.unwrap();
+    std::fs::write(artifact("console-list.png"), screenshot).unwrap();
+    row.find(Locator::Css("button.approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next_line(
+        &lines,
+        "ok: approved on the console, the call ran exactly once",
+    );
+
+    // The next call: declined.
+    let page = next_line(&lines, "url: ");
+    browser.goto(&page).await.unwrap();
+    browser
+        .find(Locator::Css("button.decline"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next_line(
+        &lines,
+        "ok: declined on the console, the call never reached the server",
+    );
+    browser.goto(&format!("{console}/")).await.unwrap();
+    let decided = browser.find_all(Locator::Css("tr.decided")).await.unwrap();
+    assert_eq!(decided.len(), 2);
+    browser.close().await.unwrap();
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}

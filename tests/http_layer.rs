@@ -85,7 +85,9 @@ const POLICY: &str = r#"{"version": "1", "hide": ["delete_*"], "tools": {
     "get_ticket": {}, "fail": {"limits": [{"window": "minute", "max": 1}]},
     "missing": {"limits": [{"window": "minute", "max": 1}]},
     "close_client": {"action": "deny", "reason": "never automated"},
-    "send_email": {"action": "require_approval", "reason": "emails are reviewed"}}}"#;
+    "send_email": {"action": "require_approval", "reason": "emails are reviewed"},
+    "add_credit": {"action": "require_approval", "reason": "credits need a second person",
+        "approvers": "console"}}}"#;
 
 struct Harness {
     server: Server,
@@ -402,4 +404,76 @@ fn an_unanswered_approval_request_times_out_as_a_decline() {
         answer["result"]["structuredContent"]["code"],
         "approval_required"
     );
+}
+
+/// The layer with a console board, and a timer whose console polls come at once and whose
+/// other deadlines never do.
+fn console_harness() -> (Harness, Arc<mcp_policy::mcp::MemoryBoard>) {
+    let board = Arc::new(mcp_policy::mcp::MemoryBoard::new());
+    let console = approvals().console(board.clone(), "https://console.test");
+    let timer: mcp_policy::http::Timer = Arc::new(|after| {
+        if after < std::time::Duration::from_secs(1) {
+            Box::pin(std::future::ready(()))
+        } else {
+            Box::pin(std::future::pending())
+        }
+    });
+    (
+        harness_with(|layer| layer.approvals(console).timer(timer)),
+        board,
+    )
+}
+
+#[test]
+fn a_console_approval_is_asked_with_a_url_on_the_calls_stream_and_the_call_runs_once_decided() {
+    use mcp_policy::mcp::{ApprovalBoard, Verdict};
+    let (mut h, board) = console_harness();
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{"url":{}}}}}"#;
+    assert_eq!(h.post(init, &[]).0, StatusCode::OK);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"add_credit","arguments":{"amount":5}}}"#;
+    let request = Request::post("/mcp")
+        .header("x-grant", "g1")
+        .header("mcp-session-id", "s1")
+        .body(Full::new(Bytes::from(call)))
+        .unwrap();
+    let response = block_on(h.service.call(request)).unwrap();
+    let mut body = response.into_body();
+    let first = block_on(body.frame())
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    let text = String::from_utf8(first.to_vec()).unwrap();
+    let ask: Value =
+        serde_json::from_str(text.trim().trim_start_matches("event: message\ndata: ")).unwrap();
+    assert_eq!(ask["params"]["mode"], "url", "{ask}");
+    let id = ask["params"]["elicitationId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ask["params"]["url"],
+        format!("https://console.test/approvals/{id}")
+    );
+    // The user opened the page: the call stays held.
+    let opened = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}});
+    let (status, _, _) = h.post(&opened.to_string(), &[("mcp-session-id", "s1")]);
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(h.calls_of("add_credit"), 0);
+
+    board
+        .decide(&id, Verdict::by("ana", true, None, 1))
+        .unwrap();
+    let result = rest(body);
+    assert_eq!(result["id"], 9);
+    assert_eq!(result["result"]["content"][0]["text"], "ran add_credit");
+    assert_eq!(h.calls_of("add_credit"), 1);
+
+    // A client that can neither show a URL nor wait is refused approval_pending.
+    let (_, answer) = h.call(10, "add_credit", &[]);
+    assert_eq!(
+        answer["result"]["structuredContent"]["code"],
+        "approval_pending"
+    );
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("https://console.test/approvals/"));
 }

@@ -186,10 +186,11 @@ async fn settle<F>(
                 (None, None) => std::future::pending().await,
             }
         };
+        // The deadline first: a poll that is always ready must not starve it.
         let step = match deadline.as_mut() {
-            Some(deadline) => match select(std::pin::pin!(next), deadline.as_mut()).await {
-                Either::Left((step, _)) => Some(step),
-                Either::Right(((), _)) => None,
+            Some(deadline) => match select(deadline.as_mut(), std::pin::pin!(next)).await {
+                Either::Left(((), _)) => None,
+                Either::Right((step, _)) => Some(step),
             },
             None => Some(next.await),
         };

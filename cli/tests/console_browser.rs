@@ -3,7 +3,10 @@
 //! through `mcp-policy gateway --console` (`tests/e2e/sdk_console_client.py`): an approver
 //! signs in, sees the held call, approves it and the server ran it once; declines the
 //! next, which never reaches the server; an approver of the calling grant gets no
-//! buttons. The list page's screenshot is kept in `target/console-list.png`.
+//! buttons. The list page's screenshot is kept in `target/console-list.png`. And an
+//! approver who signs in through the organisation's authorization server (`oidc-provider`,
+//! authorization code with PKCE, its login and consent pages filled in the browser)
+//! approves a call held by the HTTP gateway.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,7 +17,7 @@
 
 mod common;
 use common::console::{approvers_file, ANA};
-use common::{gateway, http_stack};
+use common::{gateway, http_stack, issuer};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
@@ -225,5 +228,121 @@ async fn an_approver_decides_in_a_browser_what_the_python_sdk_client_called() {
     assert_eq!(decided.len(), 2);
     browser.close().await.unwrap();
     drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium, chromedriver, oidc-provider and the MCP Python SDK"]
+async fn an_approver_signs_in_through_the_authorization_server_and_approves() {
+    let python = gateway::python_with_sdk();
+    let (port, console_port) = (http_stack::free_port(), http_stack::free_port());
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let console = format!("http://127.0.0.1:{console_port}");
+    let callback = format!("{console}/login/callback");
+    let (_issuer, issuer_url) = issuer::start(&[&resource], &[("CONSOLE_REDIRECT_URI", &callback)]);
+    let dir = std::env::temp_dir().join(format!("mcp-policy-oauth-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let approvers = dir.join("approvers.json");
+    std::fs::write(&approvers, r#"{"approvers": [{"name": "carol"}]}"#).unwrap();
+    let flags: Vec<String> = [
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--oauth-issuer",
+        &issuer_url,
+        "--resource",
+        &resource,
+        "--console",
+        &format!("127.0.0.1:{console_port}"),
+        "--approvers",
+        approvers.to_str().unwrap(),
+        "--console-oauth-client",
+        "console",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let stack = http_stack::Stack::start_custom(&python, "json", &flags, POLICY);
+    let bearer = format!("Bearer {}", http_stack::TOKEN);
+    // A 2026-07-28 client that can neither show a URL nor wait: refused approval_pending.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whmcs_add_credit","arguments":{"client_id":7,"amount":25},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "whmcs_add_credit"),
+    ];
+    let (status, _, body) = stack.post(call, &headers);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("approval_pending") && body.contains(&console),
+        "{body}"
+    );
+
+    let (_driver, driver_port) = chromedriver();
+    let browser = browser(driver_port).await;
+    browser.goto(&format!("{console}/login")).await.unwrap();
+    click(&browser, "#oauth").await;
+    // oidc-provider's development login, then its consent page.
+    fill(&browser, "input[name=login]", "carol").await;
+    fill(&browser, "input[name=password]", "any").await;
+    click(&browser, "button[type=submit]").await;
+    click(&browser, "button[type=submit]").await;
+    let signed_in = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("form[action='/logout']"))
+        .await;
+    if signed_in.is_err() {
+        let url = browser.current_url().await.unwrap();
+        panic!(
+            "not signed in: at {url}: {}",
+            browser.source().await.unwrap()
+        );
+    }
+    let header = browser
+        .find(Locator::Css(".bar"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(header.contains("carol"), "{header}");
+    click(&browser, "tr.pending button.approve").await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("strong.ok"))
+        .await
+        .unwrap();
+    browser.close().await.unwrap();
+
+    let (status, _, body) = stack.post(call, &headers);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("credited 25"), "{body}");
+    assert_eq!(stack.tools_run("whmcs_add_credit"), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

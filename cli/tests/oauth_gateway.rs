@@ -15,13 +15,12 @@
 )]
 
 mod common;
-use common::{gateway, http_stack};
+use common::{gateway, http_stack, issuer};
 
 use http_stack::{free_port, Running, Stack};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
@@ -38,44 +37,10 @@ struct Issuer {
 impl Issuer {
     /// `oidc-provider` issuing tokens for `resources`.
     fn start(resources: &[&str]) -> Issuer {
-        let dir = std::env::var("OIDC_PROVIDER_DIR").map_or_else(
-            |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oidc"),
-            PathBuf::from,
-        );
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "this test needs oidc-provider: npm install --prefix {} oidc-provider@9 (or set OIDC_PROVIDER_DIR)",
-            dir.display()
-        );
-        // ES modules resolve packages next to the script: run it from there, as a copy of
-        // its own (tests run at once; one must not read a copy another is writing).
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let script = dir.join(format!("oidc_server-{}-{n}.mjs", std::process::id()));
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/oidc_server.mjs"),
-            &script,
-        )
-        .unwrap();
-        let mut process = Command::new("node")
-            .arg(&script)
-            .args(resources)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("this test needs node");
-        let stdout = BufReader::new(process.stdout.take().unwrap());
-        let mut url = None;
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Ok(said) = serde_json::from_str::<Value>(&line) {
-                url = said["issuer"].as_str().map(str::to_owned);
-                break;
-            }
-        }
-        let _ = std::fs::remove_file(&script);
+        let (process, url) = issuer::start(resources, &[]);
         Issuer {
-            _process: Running(process),
-            url: url.expect("the authorization server did not start"),
+            _process: process,
+            url,
         }
     }
 

@@ -92,6 +92,10 @@ fn refusal_text(decision: &Decision, note: Option<&str>) -> Option<String> {
                 DenyCode::MissingIdentity => {
                     "The gateway is misconfigured: it sent no identity for a limit that needs one."
                 }
+                DenyCode::ApprovalPending => {
+                    "Tell the user a person must approve it on the approval console, then \
+                     retry this exact call once they have."
+                }
                 _ => "Do not retry this call unchanged.",
             };
             format!("denied: {reason}. This call of {tool} was not run. {advice}")

@@ -74,11 +74,11 @@ pub struct Caller {
 /// The gateway's credentials: a tokens file, an authorization server, or both.
 pub struct Auth {
     tokens: RwLock<Tokens>,
-    oauth: Option<Verifier>,
+    oauth: Option<std::sync::Arc<Verifier>>,
 }
 
 impl Auth {
-    pub fn new(tokens: Tokens, oauth: Option<Verifier>) -> Auth {
+    pub fn new(tokens: Tokens, oauth: Option<std::sync::Arc<Verifier>>) -> Auth {
         Auth {
             tokens: RwLock::new(tokens),
             oauth,
@@ -86,7 +86,7 @@ impl Auth {
     }
 
     pub fn oauth(&self) -> Option<&Verifier> {
-        self.oauth.as_ref()
+        self.oauth.as_deref()
     }
 
     pub fn replace_tokens(&self, tokens: Tokens) {

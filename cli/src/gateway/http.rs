@@ -36,7 +36,7 @@ pub struct HttpOptions {
     pub path: String,
     pub tokens: Option<PathBuf>,
     /// Access tokens of the organisation's authorization server, when configured.
-    pub oauth: Option<mcp_policy::http::oauth::Verifier>,
+    pub oauth: Option<Arc<mcp_policy::http::oauth::Verifier>>,
     pub upstream_headers: Vec<(HeaderName, HeaderValue)>,
     pub policy: PathBuf,
     pub reload_interval: Duration,

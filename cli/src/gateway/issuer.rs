@@ -6,7 +6,7 @@ use bytes::Bytes;
 use clap::Args;
 use http::header::CACHE_CONTROL;
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -15,7 +15,7 @@ use mcp_policy::http::oauth::{JwksDocument, JwksSource, OAuthConfig, Verifier};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The `gateway --listen` flags of an OAuth 2.1 resource server.
@@ -65,7 +65,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DOCUMENT: usize = 1024 * 1024;
 
 /// The token verifier the flags describe, if they name an issuer.
-pub fn verifier(args: &OAuthArgs) -> Result<Option<Verifier>, Failure> {
+pub fn verifier(args: &OAuthArgs) -> Result<Option<Arc<Verifier>>, Failure> {
     let (Some(issuer), Some(resource)) = (&args.oauth_issuer, &args.resource) else {
         return Ok(None);
     };
@@ -95,23 +95,22 @@ pub fn verifier(args: &OAuthArgs) -> Result<Option<Verifier>, Failure> {
     if let Some(claim) = &args.agent_claim {
         config = config.agent_claim(claim.clone());
     }
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
     let source = IssuerKeys {
-        client: Client::builder(TokioExecutor::new()).build(https),
-        issuer: issuer.clone(),
+        http: IssuerHttp::new(issuer),
         jwks_uri: Mutex::new(args.jwks_uri.clone()),
     };
-    Ok(Some(Verifier::new(config, source)))
+    Ok(Some(Arc::new(Verifier::new(config, source))))
+}
+
+/// HTTP to the authorization server: its metadata, its keys, its token endpoint.
+pub struct IssuerHttp {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    issuer: String,
 }
 
 /// The issuer's keys, found through its metadata on first use.
 struct IssuerKeys {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    issuer: String,
+    http: IssuerHttp,
     /// Known once the metadata was read (or given by --jwks-uri).
     jwks_uri: Mutex<Option<String>>,
 }
@@ -123,24 +122,37 @@ impl JwksSource for IssuerKeys {
             let uri = match known {
                 Some(uri) => uri,
                 None => {
-                    let uri = self.discover().await?;
+                    let uri = self.http.discover("jwks_uri").await?;
                     if let Ok(mut known) = self.jwks_uri.lock() {
                         *known = Some(uri.clone());
                     }
                     uri
                 }
             };
-            let (body, max_age) = self.get(&uri).await?;
+            let (body, max_age) = self.http.get(&uri).await?;
             Ok(JwksDocument { body, max_age })
         })
     }
 }
 
-impl IssuerKeys {
-    /// The `jwks_uri` of the issuer's metadata: RFC 8414's well-known URL first (inserted
-    /// before the issuer's path), then OpenID Connect discovery's (appended). The
-    /// metadata must name this issuer exactly (RFC 8414 §3.3).
-    async fn discover(&self) -> Result<String, String> {
+impl IssuerHttp {
+    /// A client for `issuer`, over HTTPS (Mozilla's roots) or HTTP.
+    pub fn new(issuer: &str) -> IssuerHttp {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        IssuerHttp {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            issuer: issuer.to_owned(),
+        }
+    }
+
+    /// The member `field` (such as `jwks_uri`) of the issuer's metadata: RFC 8414's
+    /// well-known URL first (inserted before the issuer's path), then OpenID Connect
+    /// discovery's (appended). The metadata must name this issuer exactly (RFC 8414 §3.3).
+    pub async fn discover(&self, field: &str) -> Result<String, String> {
         let issuer = self.issuer.trim_end_matches('/');
         let after_scheme = issuer.find("://").map_or(0, |i| i + 3);
         let (origin, path) = match issuer.get(after_scheme..).and_then(|rest| rest.find('/')) {
@@ -161,10 +173,10 @@ impl IssuerKeys {
                         return Err(format!("{url}: the metadata names another issuer"));
                     }
                     return metadata
-                        .get("jwks_uri")
+                        .get(field)
                         .and_then(Value::as_str)
                         .map(str::to_owned)
-                        .ok_or_else(|| format!("{url}: the metadata has no jwks_uri"));
+                        .ok_or_else(|| format!("{url}: the metadata has no {field}"));
                 }
                 Err(e) => why.push(e),
             }
@@ -173,12 +185,37 @@ impl IssuerKeys {
     }
 
     /// GETs `url`: its body (1 MiB at most, within 10 s) and `Cache-Control: max-age`.
-    async fn get(&self, url: &str) -> Result<(String, Option<Duration>), String> {
+    pub async fn get(&self, url: &str) -> Result<(String, Option<Duration>), String> {
         let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
         let request = Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Full::default())
             .map_err(|e| format!("{url}: {e}"))?;
+        self.exchange(url, request).await
+    }
+
+    /// POSTs `fields` as a form to `url` (a token endpoint): the body of its 200 answer.
+    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<String, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let request = Request::post(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("{url}: {e}"))?;
+        self.exchange(url, request).await.map(|(body, _)| body)
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(String, Option<Duration>), String> {
         let exchange = async {
             let response = self
                 .client

@@ -174,7 +174,10 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             key_path.display()
         );
     }
-    if let Some(started) = console::start(&args.console, board, args.tokens.clone())? {
+    // One verifier for callers and for approvers signing in to the console.
+    let oauth = issuer::verifier(&args.oauth)?;
+    let console = console::start(&args.console, board, args.tokens.clone(), oauth.clone())?;
+    if let Some(started) = console {
         approvals = approvals.console(started.board, &started.base_url);
     }
     let audit = match &args.audit {
@@ -182,7 +185,6 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
         None => None,
     };
     if let (Some(listen), Some(upstream)) = (args.listen, args.upstream.clone()) {
-        let oauth = issuer::verifier(&args.oauth)?;
         if args.tokens.is_none() && oauth.is_none() {
             return Err(Failure::Usage(
                 "--listen needs --tokens FILE or --oauth-issuer ISSUER (or both): who may call"

@@ -5,6 +5,7 @@
 //! - `fuzz`: the fuzz tests' seeded generator and their knobs;
 //! - `gateway`: `mcp-policy gateway` as a real process between the test and a real MCP
 //!   server process, and the Python SDK scripts;
+//! - `issuer`: the OAuth tests' authorization server (`oidc-provider` on Node);
 //! - `http_stack`: the HTTP gateway in front of an upstream, and raw HTTP/1.1 to it;
 //! - `redis_server`: a real `redis-server` on a free port, stopped when dropped.
 
@@ -21,5 +22,6 @@ pub mod console;
 pub mod fuzz;
 pub mod gateway;
 pub mod http_stack;
+pub mod issuer;
 #[path = "../../../tests/common/redis_server.rs"]
 pub mod redis_server;

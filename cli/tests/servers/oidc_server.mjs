@@ -6,7 +6,9 @@
 // Prints one JSON line when listening: {"issuer": "http://127.0.0.1:PORT"}.
 //
 // Clients: agent-a / secret-a and agent-b / secret-b, each allowed the scopes
-// `tickets:read tickets:write`.
+// `tickets:read tickets:write`. With CONSOLE_REDIRECT_URI set, also `console`: a public
+// client of the authorization code grant with PKCE redirecting there, whose users sign
+// in through oidc-provider's development login and consent pages (any login name).
 //
 // Test-only endpoints (never part of a real server), for tokens no real server issues:
 // - POST /__mint {"claims": {...}, "key": "ec" | "rsa" | "stranger" | "hs256-rsa-public",
@@ -40,21 +42,33 @@ let ec = ecKey('ec-1');
 const rsa = rsaKey('rsa-1');
 const stranger = ecKey('stranger');
 
+const consoleRedirect = process.env.CONSOLE_REDIRECT_URI;
+
 function makeProvider(issuer) {
+  const clients = ['a', 'b'].map((n) => ({
+    client_id: `agent-${n}`,
+    client_secret: `secret-${n}`,
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: SCOPES,
+  }));
+  if (consoleRedirect) {
+    clients.push({
+      client_id: 'console',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [consoleRedirect],
+    });
+  }
   const provider = new Provider(issuer, {
-    clients: ['a', 'b'].map((n) => ({
-      client_id: `agent-${n}`,
-      client_secret: `secret-${n}`,
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
-      scope: SCOPES,
-    })),
+    clients,
     jwks: { keys: [ec.jwk, rsa.jwk] },
     scopes: SCOPES.split(' '),
     features: {
       clientCredentials: { enabled: true },
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: Boolean(consoleRedirect) },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => resources[0],

@@ -100,8 +100,7 @@ impl Relay {
             );
         } else {
             let why = format!(
-                "a person must approve this call on the approval console: {} ; retry the \
-                 same call, unchanged, once it is approved (within {} s)",
+                "a person must approve this call on the approval console: {} (within {} s)",
                 console.page(&pending.id),
                 approvals.answer_timeout().as_secs()
             );

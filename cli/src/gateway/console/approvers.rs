@@ -18,7 +18,7 @@ struct ApproversFile {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct Entry {
-    sha256: String,
+    sha256: Option<String>,
     name: String,
     grants: Option<Vec<String>>,
 }
@@ -28,8 +28,9 @@ struct Entry {
 pub struct Approver {
     /// Shown in the console and written to audit records.
     pub name: String,
-    /// The SHA-256 of their sign-in token, hex: what a session remembers.
-    pub digest: String,
+    /// The SHA-256 of their sign-in token, hex; `None` for an approver who signs in
+    /// through the authorization server only.
+    pub digest: Option<String>,
     /// The grants whose calls they may decide; `None`: any but their own.
     pub grants: Option<Vec<String>>,
 }
@@ -97,7 +98,15 @@ impl ApproversFileWatch {
 
     /// The approver whose token's digest is `digest`, if still listed.
     pub fn by_digest(&self, digest: &str) -> Option<Approver> {
-        self.current().into_iter().find(|a| a.digest == digest)
+        self.current()
+            .into_iter()
+            .find(|a| a.digest.as_deref() == Some(digest))
+    }
+
+    /// The approver named `name` (an identity the authorization server vouched for), if
+    /// listed.
+    pub fn by_name(&self, name: &str) -> Option<Approver> {
+        self.current().into_iter().find(|a| a.name == name)
     }
 }
 
@@ -105,7 +114,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Reads `{"approvers": [{"sha256": HEX, "name": NAME, "grants"?: [ID...]}]}`.
+/// Reads `{"approvers": [{"sha256"?: HEX, "name": NAME, "grants"?: [ID...]}]}`: without
+/// `sha256`, the approver signs in through the authorization server only, as the
+/// identity `name`.
 fn load(path: &Path) -> Result<Vec<Approver>, String> {
     let text = read_text(path).map_err(|e| match e {
         Failure::Usage(m) | Failure::Checked(m) => m,
@@ -114,8 +125,11 @@ fn load(path: &Path) -> Result<Vec<Approver>, String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut approvers = Vec::new();
     for (i, entry) in file.approvers.into_iter().enumerate() {
-        let digest = entry.sha256.to_ascii_lowercase();
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let digest = entry.sha256.map(|d| d.to_ascii_lowercase());
+        if digest
+            .as_ref()
+            .is_some_and(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(format!(
                 "{}: approvers[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of \
                  the approver's token)",

@@ -2,6 +2,7 @@
 //! decide the calls that rules with `approvers: "console"` (or `"either"`) hold.
 
 mod approvers;
+mod oauth;
 mod pages;
 mod server;
 mod webhook;
@@ -9,6 +10,7 @@ mod webhook;
 use crate::{Failure, FilePath};
 use clap::Args;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use mcp_policy::http::oauth::Verifier;
 use mcp_policy::mcp::ApprovalBoard;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +22,9 @@ pub struct ConsoleArgs {
     /// where approvers decide held calls; needs --approvers.
     #[arg(long, value_name = "ADDR", requires = "approvers")]
     console: Option<SocketAddr>,
-    /// Who may sign in to the console: {"approvers": [{"sha256": HEX, "name": NAME,
-    /// "grants"?: [ID...]}]}, HEX the SHA-256 of the approver's token; an approver never
+    /// Who may sign in to the console: {"approvers": [{"sha256"?: HEX, "name": NAME,
+    /// "grants"?: [ID...]}]}, HEX the SHA-256 of the approver's token (without it, the
+    /// approver signs in through --console-oauth-client as NAME); an approver never
     /// decides a call of their own grant, and only those of the grants listed, if any.
     /// Reloaded on change.
     #[arg(long, value_name = "FILE", requires = "console")]
@@ -35,6 +38,12 @@ pub struct ConsoleArgs {
     /// logged and never hold a call.
     #[arg(long, value_name = "URL", requires = "console")]
     approval_webhook: Option<::http::Uri>,
+    /// Let approvers sign in through the --oauth-issuer authorization server too, as this
+    /// public client (authorization code with PKCE; its redirect URI is
+    /// CONSOLE-URL/login/callback). The approver is the identity the access token's
+    /// --grant-claim names, and must be listed by `name` in the approvers file.
+    #[arg(long, value_name = "CLIENT_ID", requires_all = ["console", "oauth_issuer"])]
+    console_oauth_client: Option<String>,
 }
 
 /// The console, started: the board relays post to, and the pages' base address.
@@ -50,6 +59,7 @@ pub fn start(
     args: &ConsoleArgs,
     board: Arc<dyn ApprovalBoard>,
     tokens: Option<FilePath>,
+    verifier: Option<Arc<Verifier>>,
 ) -> Result<Option<Started>, Failure> {
     let (Some(addr), Some(approvers)) = (args.console, &args.approvers) else {
         return Ok(None);
@@ -79,11 +89,17 @@ pub fn start(
         )),
         None => board,
     };
+    let oauth = args
+        .console_oauth_client
+        .as_deref()
+        .zip(verifier)
+        .map(|(client, verifier)| oauth::ConsoleOAuth::new(client, &base_url, verifier));
     let console = Arc::new(server::Console::new(
         Arc::clone(&board),
         approvers,
         tokens,
         addr.ip().is_loopback(),
+        oauth,
     ));
     std::thread::spawn(move || runtime.block_on(serve(listener, console)));
     eprintln!("mcp-policy gateway: approval console on {base_url}");

@@ -53,7 +53,7 @@ pub fn style() -> &'static str {
 }
 
 /// The sign-in page.
-pub fn login(csrf: &str, problem: Option<&str>) -> String {
+pub fn login(csrf: &str, problem: Option<&str>, oauth: bool) -> String {
     layout(
         "Sign in",
         None,
@@ -64,6 +64,9 @@ pub fn login(csrf: &str, problem: Option<&str>) -> String {
                 label { "Approver token " input type="password" name="token" autofocus; }
                 " "
                 button type="submit" { "Sign in" }
+            }
+            @if oauth {
+                p { a id="oauth" href="/login/oauth" { "Sign in with your organisation's account" } }
             }
         },
     )

@@ -15,14 +15,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 const SESSION_COOKIE: &str = "mcp_policy_console";
 const LOGIN_COOKIE: &str = "mcp_policy_login";
+const OAUTH_COOKIE: &str = "mcp_policy_oauth";
 const SESSION_LIFE: Duration = Duration::from_secs(8 * 3600);
 const MAX_SESSIONS: usize = 10_000;
 const MAX_FORM: usize = 16 * 1024;
 
+/// How a session's approver signed in: looked up in the approvers file on every request,
+/// so one removed from it loses access at once.
+#[derive(Clone)]
+enum SignedIn {
+    /// With a token of the approvers file (its digest).
+    Token(String),
+    /// Through the authorization server, as this identity.
+    OAuth(String),
+}
+
 struct Session {
-    /// The approver's token digest: looked up in the approvers file on every request, so
-    /// one removed from it loses access at once.
-    digest: String,
+    who: SignedIn,
     csrf: String,
     started: Instant,
 }
@@ -36,6 +45,8 @@ pub struct Console {
     pub tokens: Option<PathBuf>,
     /// Whether cookies may travel over plain HTTP (a console on loopback).
     pub loopback: bool,
+    /// Sign-in through the authorization server, when configured.
+    pub oauth: Option<super::oauth::ConsoleOAuth>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -116,12 +127,14 @@ impl Console {
         approvers: ApproversFileWatch,
         tokens: Option<PathBuf>,
         loopback: bool,
+        oauth: Option<super::oauth::ConsoleOAuth>,
     ) -> Console {
         Console {
             board,
             approvers,
             tokens,
             loopback,
+            oauth,
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -138,13 +151,17 @@ impl Console {
     /// The signed-in approver and their session's CSRF token.
     fn signed_in(&self, headers: &http::HeaderMap) -> Option<(Approver, String)> {
         let id = cookie(headers, SESSION_COOKIE)?;
-        let (digest, csrf) = {
+        let (who, csrf) = {
             let mut sessions = self.sessions.lock().ok()?;
             sessions.retain(|_, s| s.started.elapsed() < SESSION_LIFE);
             let session = sessions.get(&id)?;
-            (session.digest.clone(), session.csrf.clone())
+            (session.who.clone(), session.csrf.clone())
         };
-        Some((self.approvers.by_digest(&digest)?, csrf))
+        let approver = match who {
+            SignedIn::Token(digest) => self.approvers.by_digest(&digest)?,
+            SignedIn::OAuth(name) => self.approvers.by_name(&name)?,
+        };
+        Some((approver, csrf))
     }
 
     /// The grants that are the approver's own: their name, and the grant of their token
@@ -155,7 +172,8 @@ impl Console {
             .as_deref()
             .and_then(|path| crate::gateway::auth::load_tokens(path).ok());
         tokens
-            .and_then(|tokens| tokens.get(&approver.digest).map(|t| t.grant().to_owned()))
+            .zip(approver.digest.as_ref())
+            .and_then(|(tokens, digest)| tokens.get(digest).map(|t| t.grant().to_owned()))
             .into_iter()
             .collect()
     }
@@ -180,6 +198,10 @@ impl Console {
                 response
             }
             (&Method::GET, "/login") => self.login_page(&parts.headers, None),
+            (&Method::GET, "/login/oauth") => self.oauth_start().await,
+            (&Method::GET, "/login/callback") => {
+                self.oauth_finish(&parts.headers, parts.uri.query()).await
+            }
             (&Method::GET, "/favicon.ico") => page(StatusCode::NOT_FOUND, String::new()),
             (&Method::POST, "/login") => self.login(&parts.headers, &body),
             _ => match self.signed_in(&parts.headers) {
@@ -229,7 +251,7 @@ impl Console {
         } else {
             StatusCode::OK
         };
-        let mut response = page(status, pages::login(&csrf, problem));
+        let mut response = page(status, pages::login(&csrf, problem, self.oauth.is_some()));
         self.set_cookie(&mut response, LOGIN_COOKIE, &csrf, 3600);
         response
     }
@@ -243,9 +265,16 @@ impl Console {
             let text = "The sign-in form's CSRF token is missing or wrong: reload the page.";
             return page(StatusCode::FORBIDDEN, pages::message(None, "Refused", text));
         }
-        let Some(approver) = posted.get("token").and_then(|t| self.approvers.by_token(t)) else {
+        let approver = posted.get("token").and_then(|t| self.approvers.by_token(t));
+        let Some(digest) = approver.and_then(|a| a.digest) else {
             return self.login_page(headers, Some("That token is not an approver's."));
         };
+        self.start_session(SignedIn::Token(digest))
+    }
+
+    /// Signs an approver in: a fresh session id in the session cookie, with a CSRF token
+    /// of its own.
+    fn start_session(&self, who: SignedIn) -> Page {
         let id = random_token();
         if let Ok(mut sessions) = self.sessions.lock() {
             if sessions.len() >= MAX_SESSIONS {
@@ -254,7 +283,7 @@ impl Console {
             sessions.insert(
                 id.clone(),
                 Session {
-                    digest: approver.digest.clone(),
+                    who,
                     csrf: random_token(),
                     started: Instant::now(),
                 },
@@ -264,6 +293,69 @@ impl Console {
         self.set_cookie(&mut response, SESSION_COOKIE, &id, SESSION_LIFE.as_secs());
         self.set_cookie(&mut response, LOGIN_COOKIE, "", 0);
         response
+    }
+
+    /// `GET /login/oauth`: off to the authorization server, the sign-in's `state` kept in
+    /// a cookie (`SameSite=Lax`: the way back is a navigation from the server's site).
+    async fn oauth_start(&self) -> Page {
+        let Some(oauth) = &self.oauth else {
+            return page(
+                StatusCode::NOT_FOUND,
+                pages::message(None, "Not found", "No such page."),
+            );
+        };
+        match oauth.start().await {
+            Ok((url, state)) => {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::SEE_OTHER;
+                if let Ok(location) = HeaderValue::try_from(url) {
+                    response.headers_mut().insert(LOCATION, location);
+                }
+                let secure = if self.loopback { "" } else { "; Secure" };
+                let text = format!(
+                    "{OAUTH_COOKIE}={state}; Path=/login; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
+                );
+                if let Ok(value) = HeaderValue::try_from(text) {
+                    response.headers_mut().append(SET_COOKIE, value);
+                }
+                response
+            }
+            Err(e) => {
+                let text = format!("The authorization server cannot be reached: {e}");
+                page(
+                    StatusCode::BAD_GATEWAY,
+                    pages::message(None, "Unavailable", &text),
+                )
+            }
+        }
+    }
+
+    /// `GET /login/callback?code&state`: the code exchanged, the token verified, and its
+    /// identity signed in if the approvers file names it.
+    async fn oauth_finish(&self, headers: &http::HeaderMap, query: Option<&str>) -> Page {
+        let Some(oauth) = &self.oauth else {
+            return page(
+                StatusCode::NOT_FOUND,
+                pages::message(None, "Not found", "No such page."),
+            );
+        };
+        let fields = form(query.unwrap_or_default().as_bytes());
+        let refused =
+            |text: &str| page(StatusCode::FORBIDDEN, pages::message(None, "Refused", text));
+        if let Some(error) = fields.get("error") {
+            return refused(&format!("The authorization server said: {error}"));
+        }
+        let (Some(state), Some(code)) = (fields.get("state"), fields.get("code")) else {
+            return refused("The sign-in came back without a code and state; start again.");
+        };
+        let cookie_state = cookie(headers, OAUTH_COOKIE);
+        match oauth.finish(state, cookie_state.as_deref(), code).await {
+            Ok(identity) if self.approvers.by_name(&identity).is_some() => {
+                self.start_session(SignedIn::OAuth(identity))
+            }
+            Ok(identity) => refused(&format!("{identity} is not an approver of this console.")),
+            Err(e) => refused(&e),
+        }
     }
 
     fn signed_in_route(

@@ -89,9 +89,11 @@ const POLICY: &str = r#"{"version": "1", "hide": ["delete_*"], "tools": {
     "add_credit": {"action": "require_approval", "reason": "credits need a second person",
         "approvers": "console"}}}"#;
 
+type LayerService = mcp_policy::http::PolicyService<Server, fn(&http::request::Parts) -> Identity>;
+
 struct Harness {
     server: Server,
-    service: mcp_policy::http::PolicyService<Server, fn(&http::request::Parts) -> Identity>,
+    service: LayerService,
 }
 
 fn grant_header(parts: &http::request::Parts) -> Identity {
@@ -311,12 +313,7 @@ fn approvals() -> mcp_policy::mcp::Approvals {
 
 /// Initializes a session that can elicit, then asks to call `send_email`: the held
 /// response, whose first event is the approval request (returned with its id).
-fn held_call(
-    h: &mut Harness,
-) -> (
-    http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>,
-    Value,
-) {
+fn held_call(h: &mut Harness) -> (HeldBody, Value) {
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}}}}"#;
     assert_eq!(h.post(init, &[]).0, StatusCode::OK);
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"x"}}}"#;
@@ -325,7 +322,17 @@ fn held_call(
         .header("mcp-session-id", "s1")
         .body(Full::new(Bytes::from(call)))
         .unwrap();
-    let response = block_on(h.service.call(request)).unwrap();
+    let (body, ask) = asked(&mut h.service, request);
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    (body, ask)
+}
+
+type HeldBody = http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>;
+
+/// Sends a call the layer holds: the rest of its event stream, and its first event (the
+/// approval request).
+fn asked(service: &mut LayerService, request: Request<Full<Bytes>>) -> (HeldBody, Value) {
+    let response = block_on(service.call(request)).unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
     let first = block_on(body.frame())
@@ -334,15 +341,11 @@ fn held_call(
         .into_data()
         .unwrap();
     let text = String::from_utf8(first.to_vec()).unwrap();
-    let ask: Value =
-        serde_json::from_str(text.trim().trim_start_matches("event: message\ndata: ")).unwrap();
-    assert_eq!(ask["method"], "elicitation/create", "{text}");
-    (body, ask)
+    let ask = serde_json::from_str(text.trim().trim_start_matches("event: message\ndata: "));
+    (body, ask.unwrap())
 }
 
-fn rest(
-    body: http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>,
-) -> Value {
+fn rest(body: HeldBody) -> Value {
     let bytes = block_on(body.collect()).unwrap().to_bytes();
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     let data = text
@@ -436,16 +439,7 @@ fn a_console_approval_is_asked_with_a_url_on_the_calls_stream_and_the_call_runs_
         .header("mcp-session-id", "s1")
         .body(Full::new(Bytes::from(call)))
         .unwrap();
-    let response = block_on(h.service.call(request)).unwrap();
-    let mut body = response.into_body();
-    let first = block_on(body.frame())
-        .unwrap()
-        .unwrap()
-        .into_data()
-        .unwrap();
-    let text = String::from_utf8(first.to_vec()).unwrap();
-    let ask: Value =
-        serde_json::from_str(text.trim().trim_start_matches("event: message\ndata: ")).unwrap();
+    let (body, ask) = asked(&mut h.service, request);
     assert_eq!(ask["params"]["mode"], "url", "{ask}");
     let id = ask["params"]["elicitationId"].as_str().unwrap().to_owned();
     assert_eq!(

@@ -49,16 +49,22 @@ pub fn load_tokens(path: &Path) -> Result<Tokens, String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut tokens = Tokens::new();
     for (i, entry) in file.tokens.into_iter().enumerate() {
-        let digest = entry.sha256.to_ascii_lowercase();
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let Some(digest) = token_digest(&entry.sha256) else {
             return Err(format!(
                 "{}: tokens[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of the token)",
                 path.display()
             ));
-        }
+        };
         tokens.insert(digest, entry);
     }
     Ok(tokens)
+}
+
+/// A token's SHA-256 as a tokens or approvers file writes it: 64 hexadecimal digits,
+/// lowercased; `None` if it is not one.
+pub fn token_digest(text: &str) -> Option<String> {
+    let digest = text.to_ascii_lowercase();
+    (digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())).then_some(digest)
 }
 
 /// A caller the gateway knows.

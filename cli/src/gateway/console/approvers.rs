@@ -2,6 +2,7 @@
 //! decide. Read again whenever it changes; a bad edit keeps the previous one.
 
 use crate::files::read_text;
+use crate::gateway::auth::token_digest;
 use crate::Failure;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -125,17 +126,17 @@ fn load(path: &Path) -> Result<Vec<Approver>, String> {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut approvers = Vec::new();
     for (i, entry) in file.approvers.into_iter().enumerate() {
-        let digest = entry.sha256.map(|d| d.to_ascii_lowercase());
-        if digest
-            .as_ref()
-            .is_some_and(|d| d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(format!(
-                "{}: approvers[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of \
-                 the approver's token)",
-                path.display()
-            ));
-        }
+        let digest = match entry.sha256.as_deref().map(token_digest) {
+            None => None,
+            Some(Some(digest)) => Some(digest),
+            Some(None) => {
+                return Err(format!(
+                    "{}: approvers[{i}].sha256 must be 64 hexadecimal digits (the SHA-256 of \
+                     the approver's token)",
+                    path.display()
+                ))
+            }
+        };
         if entry.name.trim().is_empty() {
             return Err(format!(
                 "{}: approvers[{i}].name must not be empty: it is written to audit records",

@@ -22,6 +22,19 @@ pub(crate) enum Keys {
 }
 
 /// Parses `text` as one JSON value, rejecting duplicate object keys.
+/// The value at `path` (object members, outermost first) in `value`: what
+/// `Value::pointer` finds, without parsing and unescaping a pointer string on every call
+/// (which allocates, on the gateway's per-message path).
+pub(crate) fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, key| value.get(*key))
+}
+
+/// `value` as compact JSON text: what `to_string()` makes, written straight into the
+/// buffer instead of through `fmt::Formatter` (several times slower per write).
+pub(crate) fn text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 pub(crate) fn parse_strict(text: &str) -> Result<Value, serde_json::Error> {
     parse_with(text.as_bytes(), Keys::Exact)
 }
@@ -113,8 +126,9 @@ impl<'de> Visitor<'de> for Strict {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
-        // Folded keys seen so far, with the spelling that was seen first.
-        let mut folded: Option<HashSet<String>> = None;
+        // Folded keys seen so far: scanned while few (most objects have a handful of keys,
+        // and hashing each costs more than comparing it), hashed once many.
+        let mut folded = Folded::Few(Vec::new());
         while let Some(key) = access.next_key::<String>()? {
             if map.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
@@ -123,9 +137,8 @@ impl<'de> Visitor<'de> for Strict {
                 )));
             }
             if self.0 == Keys::IgnoreCase {
-                let seen = folded.get_or_insert_with(HashSet::new);
                 let fold = fold_case(&key);
-                if seen.contains(&fold) {
+                if folded.contains(&fold) {
                     let other = map
                         .keys()
                         .find(|k| fold_case(k) == fold)
@@ -138,12 +151,44 @@ impl<'de> Visitor<'de> for Strict {
                         short(&key)
                     )));
                 }
-                seen.insert(fold);
+                folded.insert(fold);
             }
             let value = access.next_value_seed(self)?;
             map.insert(key, value);
         }
         Ok(Value::Object(map))
+    }
+}
+
+/// The folded keys of one object.
+enum Folded {
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+/// How many keys are scanned before they are hashed.
+const FEW_KEYS: usize = 16;
+
+impl Folded {
+    fn contains(&self, key: &str) -> bool {
+        match self {
+            Folded::Few(keys) => keys.iter().any(|k| k == key),
+            Folded::Many(keys) => keys.contains(key),
+        }
+    }
+
+    fn insert(&mut self, key: String) {
+        match self {
+            Folded::Few(keys) if keys.len() < FEW_KEYS => keys.push(key),
+            Folded::Few(keys) => {
+                let mut many: HashSet<String> = keys.drain(..).collect();
+                many.insert(key);
+                *self = Folded::Many(many);
+            }
+            Folded::Many(keys) => {
+                keys.insert(key);
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP gateway's added latency: 100 concurrent clients call a fast upstream MCP
-//! server on loopback directly, then through `mcp-policy gateway --listen`, and the
-//! percentiles of both are printed (BENCHMARKS.md records them).
+//! server on loopback directly, through a bare `hyper` reverse proxy (no policy: the
+//! second hop alone, in a process of its own like the gateway), and through `mcp-policy
+//! gateway --listen`; the percentiles of each and the gateway's added latency as a
+//! multiple of the bare proxy's are printed (BENCHMARKS.md records them).
 //!
 //! ```sh
 //! cargo bench -p mcp-policy-cli --bench http_latency
@@ -87,11 +89,83 @@ async fn run_clients(url: String, token: Option<&'static str>) -> Vec<Duration> 
     all
 }
 
+/// The bare reverse proxy: what any second HTTP hop costs. It reads each request's body,
+/// sends it on to `upstream` over pooled keep-alive connections, reads the answer and
+/// returns it, as the gateway does, minus the policy.
+fn bare_proxy(upstream: String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        eprintln!(
+            "bare proxy: listening on http://{}/mcp",
+            listener.local_addr().unwrap()
+        );
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                        let (client, upstream) = (client.clone(), upstream.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let mut forward = http::Request::post(upstream);
+                            for name in [http::header::CONTENT_TYPE, http::header::ACCEPT] {
+                                if let Some(value) = parts.headers.get(&name) {
+                                    forward = forward.header(name, value);
+                                }
+                            }
+                            let response = client
+                                .request(forward.body(Full::new(body)).unwrap())
+                                .await
+                                .unwrap();
+                            let (parts, body) = response.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            Ok::<_, std::convert::Infallible>(http::Response::from_parts(
+                                parts,
+                                Full::new(body),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Starts `command`, which says `… listening on URL` on stderr; it and its URL.
+fn listening(mut command: Command, said: &str) -> (std::process::Child, String) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.strip_prefix(said) {
+            break rest.split(' ').next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
+    // Run as the bare proxy (a process of its own, as the gateway is).
+    if let Ok(upstream) = std::env::var("HTTP_LATENCY_BARE_PROXY_TO") {
+        return bare_proxy(upstream);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,49 +199,57 @@ fn main() {
         // MCP_POLICY_BIN runs another build of the command (a copy on another machine).
         let binary = std::env::var("MCP_POLICY_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mcp-policy").to_owned());
-        let mut gateway = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["gateway", "--policy"])
             .arg(dir.join("policy.json"))
             .args(["--listen", "127.0.0.1:0", "--upstream"])
             .arg(format!("http://{upstream_addr}/mcp"))
             .arg("--tokens")
-            .arg(dir.join("tokens.json"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(gateway.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(rest) = line.strip_prefix("mcp-policy gateway: listening on ") {
-                break rest.split(' ').next().unwrap().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .arg(dir.join("tokens.json"));
+        let (mut gateway, url) = listening(command, "mcp-policy gateway: listening on ");
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.env("HTTP_LATENCY_BARE_PROXY_TO", format!("http://{upstream_addr}/mcp"));
+        let (mut proxy, proxy_url) = listening(command, "bare proxy: listening on ");
 
-        // Warm up both paths, then measure.
-        run_clients(format!("http://{upstream_addr}/mcp"), None).await;
+        // Warm up every path, then measure.
+        let upstream_url = format!("http://{upstream_addr}/mcp");
+        run_clients(upstream_url.clone(), None).await;
+        run_clients(proxy_url.clone(), None).await;
         run_clients(url.clone(), Some("bench-token")).await;
-        let direct = run_clients(format!("http://{upstream_addr}/mcp"), None).await;
+        let direct = run_clients(upstream_url, None).await;
+        let bare = run_clients(proxy_url, None).await;
         let through = run_clients(url, Some("bench-token")).await;
-        let _ = gateway.kill();
-        let _ = gateway.wait();
+        for child in [&mut gateway, &mut proxy] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&dir);
         println!(
             "{} concurrent clients x {CALLS} calls, loopback, {} cores",
             clients(),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        for (name, times) in [("direct to the upstream", &direct), ("through the gateway", &through)] {
+        for (name, times) in [
+            ("direct to the upstream", &direct),
+            ("through a bare proxy", &bare),
+            ("through the gateway", &through),
+        ] {
             println!(
                 "{name:<24} p50 {:>9.1?}  p99 {:>9.1?}",
                 percentile(times, 0.50),
                 percentile(times, 0.99)
             );
         }
+        let added = |times: &[Duration], p| percentile(times, p).saturating_sub(percentile(&direct, p));
+        for (name, times) in [("added by a bare proxy", &bare), ("added by the gateway", &through)] {
+            println!("{name:<24} p50 {:>9.1?}  p99 {:>9.1?}", added(times, 0.50), added(times, 0.99));
+        }
+        let ratio = |p| added(&through, p).as_secs_f64() / added(&bare, p).as_secs_f64().max(1e-9);
         println!(
-            "added by the gateway     p50 {:>9.1?}  p99 {:>9.1?}",
-            percentile(&through, 0.50).saturating_sub(percentile(&direct, 0.50)),
-            percentile(&through, 0.99).saturating_sub(percentile(&direct, 0.99))
+            "gateway / bare proxy     p50 {:>8.2}x  p99 {:>8.2}x  (target: at most 1.2x)",
+            ratio(0.50),
+            ratio(0.99)
         );
     });
 }

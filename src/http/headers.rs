@@ -2,21 +2,28 @@
 //! and `MCP-Protocol-Version`.
 
 use crate::mcp;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
+
+// Names made once: a header looked up by a `&str` is parsed and lowercased on every call.
+pub(crate) const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+pub(crate) const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// The JSON-RPC error code for a header that contradicts the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 
 /// Headers a request may carry once at most: a second one could be read by the upstream
 /// in place of the one checked.
-const SINGLE_HEADERS: [&str; 3] = ["mcp-method", "mcp-name", "mcp-protocol-version"];
+static SINGLE_HEADERS: [HeaderName; 3] = [MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION];
 
 /// A JSON-RPC error (`id: null`) for a header given more than once; `None` when none is.
 pub(crate) fn repeated_header(headers: &http::HeaderMap) -> Option<Value> {
     let name = SINGLE_HEADERS
         .iter()
-        .find(|name| headers.get_all(**name).iter().nth(1).is_some())?;
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())?;
     Some(
         json!({"jsonrpc": "2.0", "id": null, "error": {"code": HEADER_MISMATCH,
         "message": format!("the {name} header is given more than once; send it once")}}),
@@ -27,14 +34,13 @@ pub(crate) fn repeated_header(headers: &http::HeaderMap) -> Option<Value> {
 /// missing (2026-07-28); `None` when the headers agree.
 pub(crate) fn header_mismatch(headers: &http::HeaderMap, message: &Value) -> Option<Value> {
     let method = message.get("method")?.as_str()?;
-    let name = message.pointer("/params/name").and_then(Value::as_str);
-    let header = |key: &str| headers.get(key).map(decode_header);
-    let in_meta = message
-        .pointer("/params/_meta")
+    let name = crate::json::at(message, &["params", "name"]).and_then(Value::as_str);
+    let header = |key: &HeaderName| headers.get(key).map(decode_header);
+    let in_meta = crate::json::at(message, &["params", "_meta"])
         .and_then(|meta| meta.get(mcp::PROTOCOL_VERSION_META))
         .and_then(Value::as_str);
     let in_header = headers
-        .get("mcp-protocol-version")
+        .get(MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok());
     let modern = [in_meta, in_header]
         .into_iter()
@@ -54,7 +60,7 @@ pub(crate) fn header_mismatch(headers: &http::HeaderMap, message: &Value) -> Opt
             ));
         }
     }
-    match header("mcp-method") {
+    match header(&MCP_METHOD) {
         Some(Some(value)) if value != method => {
             return refuse(format!(
                 "the Mcp-Method header says {value:?}, the body {method:?}"
@@ -65,7 +71,7 @@ pub(crate) fn header_mismatch(headers: &http::HeaderMap, message: &Value) -> Opt
         _ => {}
     }
     if method == "tools/call" {
-        match (header("mcp-name"), name) {
+        match (header(&MCP_NAME), name) {
             (Some(Some(value)), Some(name)) if value != name => {
                 return refuse(format!(
                     "the Mcp-Name header says {value:?}, the body {name:?}"

@@ -365,7 +365,7 @@ pub type PolicyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError
 /// A JSON answer the layer writes itself.
 pub(crate) fn answer(status: StatusCode, message: &Value) -> Response<PolicyBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(message.to_string()))
+        Full::new(Bytes::from(crate::json::text(message)))
             .map_err(|e| match e {})
             .boxed_unsync(),
     );

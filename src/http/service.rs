@@ -142,7 +142,7 @@ where
         let identity = (self.identity)(&parts);
         let session = parts
             .headers
-            .get("mcp-session-id")
+            .get(headers::MCP_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if parts.method != Method::POST {
@@ -179,9 +179,8 @@ where
             .is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
         let elicits = ClientElicitation::of(
             message
-                .as_ref()
-                .and_then(|m| m.pointer("/params/capabilities/elicitation"))
-                .filter(|_| initialize),
+                .filter(|_| initialize)
+                .and_then(|m| crate::json::at(m, &["params", "capabilities", "elicitation"])),
         );
         let relay = match &session {
             Some(id) => self.session_relay(id, &identity),
@@ -240,7 +239,7 @@ where
         if initialize {
             if let Some(created) = response
                 .headers()
-                .get("mcp-session-id")
+                .get(headers::MCP_SESSION_ID)
                 .and_then(|v| v.to_str().ok())
             {
                 if let Ok(mut sessions) = self.shared.sessions.lock() {

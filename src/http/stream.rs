@@ -34,7 +34,12 @@ where
     let inner = std::sync::Mutex::new(inner);
     let uri = parts.uri.clone();
     let mut headers = parts.headers.clone();
-    for name in ["content-length", "mcp-method", "mcp-name", "last-event-id"] {
+    for name in [
+        http::header::CONTENT_LENGTH,
+        super::headers::MCP_METHOD,
+        super::headers::MCP_NAME,
+        super::headers::LAST_EVENT_ID,
+    ] {
         headers.remove(name);
     }
     Arc::new(move |message: String| {

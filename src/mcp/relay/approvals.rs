@@ -421,7 +421,7 @@ impl Relay {
             if !decision.is_allowed() {
                 return self.refuse(&client_id, &call, &decision, revision, out);
             }
-            self.call_kind(decision, &call, &client_id, out)
+            self.call_kind(decision, &call, &client_id, revision, out)
         };
         self.forward(request, client_id, kind, revision, out);
     }

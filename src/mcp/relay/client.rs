@@ -20,23 +20,16 @@ impl Relay {
         // The request's W3C trace context, carried into the span of everything it causes.
         #[cfg(feature = "tracing")]
         let _span = {
-            let text = |pointer: &str| {
-                message
-                    .pointer(pointer)
-                    .and_then(serde_json::Value::as_str)
+            let text = |path: &[&str]| {
+                crate::json::at(&message, path)
+                    .and_then(Value::as_str)
                     .unwrap_or_default()
-                    .to_owned()
             };
-            let (method, traceparent, tracestate) = (
-                text("/method"),
-                text("/params/_meta/traceparent"),
-                text("/params/_meta/tracestate"),
-            );
             tracing::info_span!(
                 "mcp_policy.request",
-                method = method.as_str(),
-                traceparent = traceparent.as_str(),
-                tracestate = tracestate.as_str(),
+                method = text(&["method"]),
+                traceparent = text(&["params", "_meta", "traceparent"]),
+                tracestate = text(&["params", "_meta", "tracestate"]),
             )
             .entered()
         };
@@ -116,8 +109,10 @@ impl Relay {
                 }
             }
             "initialize" => {
-                let elicits =
-                    ClientElicitation::of(request.pointer("/params/capabilities/elicitation"));
+                let elicits = ClientElicitation::of(crate::json::at(
+                    &request,
+                    &["params", "capabilities", "elicitation"],
+                ));
                 self.state.lock().client_elicits = elicits;
                 Kind::Initialize
             }
@@ -157,8 +152,7 @@ impl Relay {
         // older revisions, what `initialize` did (asked by a request, the call held).
         let elicits = if revision.requires_result_type() {
             ClientElicitation::of(
-                request
-                    .pointer("/params/_meta")
+                crate::json::at(request, &["params", "_meta"])
                     .and_then(|meta| meta.get(CLIENT_CAPABILITIES_META))
                     .and_then(|caps| caps.get("elicitation")),
             )
@@ -177,12 +171,12 @@ impl Relay {
             }
             let decision =
                 self.approved_retry(&call, sealed, answer.as_ref(), id, revision, out)?;
-            return Some(self.call_kind(decision, &call, id, out));
+            return Some(self.call_kind(decision, &call, id, revision, out));
         }
         let decision = self.engine.evaluate(&call);
         out.notes.push(decision.to_string());
         if decision.is_allowed() {
-            return Some(self.call_kind(decision, &call, id, out));
+            return Some(self.call_kind(decision, &call, id, revision, out));
         }
         if let (Decision::RequireApproval { .. }, Some(approvals)) = (&decision, &self.approvals) {
             let asked = Asked {
@@ -352,18 +346,21 @@ impl Relay {
     }
 
     /// What an allowed call waits as: a call whose outcome settles its charges, with its
-    /// binding when a continuation may have to be sealed.
+    /// binding when a continuation may have to be sealed (on 2026-07-28, the only revision
+    /// whose servers answer `input_required`: on older ones the arguments are not hashed).
     pub(super) fn call_kind(
         &self,
         decision: Decision,
         call: &Call<'_>,
         id: &Value,
+        revision: Revision,
         out: &mut Output,
     ) -> Kind {
         let audit = self.record(id, call, &decision, out);
         let binding = self
             .approvals
             .as_ref()
+            .filter(|_| revision.requires_result_type())
             .map(|_| Box::new(self.binding(call)));
         Kind::Call {
             decision: Box::new(decision),

@@ -204,7 +204,7 @@ impl Relay {
         let decision = self.engine.evaluate(&call.approval(&approval.id));
         out.notes.push(decision.to_string());
         if decision.is_allowed() {
-            return Some(self.call_kind(decision, &call, id, out));
+            return Some(self.call_kind(decision, &call, id, revision, out));
         }
         self.refuse(id, &call, &decision, revision, out);
         None

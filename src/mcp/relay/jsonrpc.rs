@@ -64,15 +64,15 @@ pub(super) fn notification(method: String, params: Option<Value>) -> String {
     if let (Some(params), Some(map)) = (params, message.as_object_mut()) {
         map.insert("params".into(), params);
     }
-    message.to_string()
+    crate::json::text(&message)
 }
 
 pub(super) fn response(id: Value, result: Option<Value>, error: Option<Value>) -> String {
-    match (result, error) {
+    let message = match (result, error) {
         (Some(result), _) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         (None, error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-    }
-    .to_string()
+    };
+    crate::json::text(&message)
 }
 
 pub(super) fn client_error(out: &mut Output, id: &Value, code: i64, message: &str) {

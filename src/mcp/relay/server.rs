@@ -52,7 +52,7 @@ impl Relay {
                         if let (Some(params), Some(request)) = (params, request.as_object_mut()) {
                             request.insert("params".into(), params);
                         }
-                        out.to_client.push(request.to_string());
+                        out.to_client.push(crate::json::text(&request));
                     }
                     Some(_) => {
                         server_error(out, INVALID_REQUEST, "\"id\" must be a string or a number")

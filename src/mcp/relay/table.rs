@@ -119,7 +119,7 @@ impl Relay {
                 deadline,
             },
         );
-        out.to_server.push(request.to_string());
+        out.to_server.push(crate::json::text(&request));
     }
 
     /// Reports a call's outcome to the engine; notes a refund or its failure.

@@ -4,7 +4,7 @@
 
 mod memory;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod window;

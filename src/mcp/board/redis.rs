@@ -1,8 +1,8 @@
 //! [`RedisBoard`]: approvals shared by gateway replicas through Redis.
 
 use super::{in_time, ApprovalBoard, BoardEntry, PendingApproval, Verdict, DECIDED_KEPT};
+use crate::store::redis::{Bounded, Conn};
 use crate::store::{RedisStore, StoreError};
-use redis::Connection;
 use serde::de::DeserializeOwned;
 
 /// Approvals kept in Redis (feature `redis`), so the console of any replica shows and
@@ -10,11 +10,13 @@ use serde::de::DeserializeOwned;
 /// [`RedisStore::approval_board`](crate::store::RedisStore::approval_board), under the
 /// store's prefix and timeout.
 ///
-/// Keys (`P` the prefix): `P approval:ID` (the approval, JSON) and `P verdict:ID` (its
-/// verdict, written with `SET NX`, so the first decision stands), both expiring at the
-/// approval's `use_by_ms`; `P approval-call:DIGEST` (the latest approval of a call);
-/// `P approvals-pending` (a sorted set of ids by creation) and `P approvals-decided` (the
-/// last 100 decisions, JSON). Deciding is one `SET NX`; listing is two round trips.
+/// Keys (`P` the prefix, each with the hash tag `{approvals}`, so on a Redis Cluster the
+/// board is one slot): `P{approvals}:approval:ID` (the approval, JSON) and
+/// `P{approvals}:verdict:ID` (its verdict, written with `SET NX`, so the first decision
+/// stands), both expiring at the approval's `use_by_ms`; `P{approvals}:approval-call:DIGEST`
+/// (the latest approval of a call); `P{approvals}:approvals:pending` (a sorted set of ids by
+/// creation) and `P{approvals}:approvals:decided` (the last 100 decisions, JSON). Deciding
+/// is one `SET NX`; listing is two round trips.
 #[derive(Debug)]
 pub struct RedisBoard {
     store: RedisStore,
@@ -25,15 +27,23 @@ impl RedisBoard {
         RedisBoard { store }
     }
 
+    /// The key of `kind` and `id`. Every key carries the hash tag `{approvals}`: on a
+    /// cluster the board lives in one slot, so one command may read several of its keys.
     fn key(&self, kind: &str, id: &str) -> String {
-        format!("{}{kind}:{id}", self.store.key_prefix())
+        format!("{}{{approvals}}:{kind}:{id}", self.store.key_prefix())
     }
 
-    fn run<R>(
-        &self,
-        f: impl FnMut(&mut Connection) -> redis::RedisResult<R>,
-    ) -> Result<R, StoreError> {
+    fn run<R>(&self, f: impl FnMut(&mut Conn) -> redis::RedisResult<R>) -> Result<R, StoreError> {
         self.store.with_connection(f)
+    }
+
+    /// Several commands within one deadline (not a transaction: a cluster refuses those
+    /// through this client, and nothing here needs one — `SET NX` decides).
+    fn steps<R>(
+        &self,
+        f: impl FnMut(&mut Bounded<'_>) -> redis::RedisResult<R>,
+    ) -> Result<R, StoreError> {
+        self.store.with_steps(f)
     }
 
     /// Entries of `ids`, in order (`None` for those forgotten).
@@ -81,27 +91,24 @@ impl ApprovalBoard for RedisBoard {
             self.key("approval-call", &approval.call),
             self.key("approvals", "pending"),
         );
-        self.run(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("SET")
+        self.steps(|b| {
+            redis::cmd("SET")
                 .arg(&record)
                 .arg(&text)
                 .arg("PX")
                 .arg(life)
-                .ignore()
-                .cmd("SET")
+                .query::<()>(b.conn()?)?;
+            redis::cmd("SET")
                 .arg(&call)
                 .arg(&approval.id)
                 .arg("PX")
                 .arg(life)
-                .ignore()
-                .cmd("ZADD")
+                .query::<()>(b.conn()?)?;
+            redis::cmd("ZADD")
                 .arg(&pending)
                 .arg(approval.created_ms)
                 .arg(&approval.id)
-                .ignore()
-                .query::<()>(c)
+                .query::<()>(b.conn()?)
         })
     }
 
@@ -157,23 +164,20 @@ impl ApprovalBoard for RedisBoard {
         );
         let line = json(&decided)?;
         let kept = isize::try_from(DECIDED_KEPT).unwrap_or(100) - 1;
-        self.run(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("LPUSH")
+        self.steps(|b| {
+            redis::cmd("LPUSH")
                 .arg(&list)
                 .arg(&line)
-                .ignore()
-                .cmd("LTRIM")
+                .query::<()>(b.conn()?)?;
+            redis::cmd("LTRIM")
                 .arg(&list)
                 .arg(0)
                 .arg(kept)
-                .ignore()
-                .cmd("ZREM")
+                .query::<()>(b.conn()?)?;
+            redis::cmd("ZREM")
                 .arg(&pending)
                 .arg(id)
-                .ignore()
-                .query::<()>(c)
+                .query::<()>(b.conn()?)
         })?;
         Ok(Some(decided))
     }

@@ -1,5 +1,5 @@
 //! Approval boards keep one contract (`MemoryBoard`, and `RedisBoard` on a real
-//! `redis-server`): the first decision stands, a late one is a decline, the last
+//! `redis-server`, and on a real local Redis Cluster): the first decision stands, a late one is a decline, the last
 //! decisions are kept newest first; and with Redis, a call held by one gateway replica is
 //! decided through another replica's board and runs once, on whichever replica it is
 //! retried.
@@ -11,6 +11,8 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
@@ -119,6 +121,14 @@ fn a_memory_board_keeps_the_contract() {
 fn a_redis_board_keeps_the_contract() {
     let server = redis_server::RedisServer::start();
     keeps_the_contract(&server.store().prefix("contract:").approval_board());
+}
+
+#[test]
+#[ignore = "needs redis-server and redis-cli"]
+fn a_redis_board_on_a_cluster_keeps_the_contract() {
+    let cluster = redis_cluster::RedisCluster::start();
+    let store = cluster.store("contract:", Duration::from_secs(2));
+    keeps_the_contract(&store.approval_board());
 }
 
 const POLICY: &str = r#"{"version": "1", "tools": {

@@ -40,13 +40,13 @@ pub struct GatewayArgs {
     #[arg(long, value_name = "FILE")]
     approval_key: Option<FilePath>,
     /// Where used approvals are recorded when counts are kept in memory (without
-    /// --redis), so each works once across restarts; read back at start. Default: the
-    /// --approval-key file's path with ".used" added.
+    /// --redis or --redis-cluster), so each works once across restarts; read back at
+    /// start. Default: the --approval-key file's path with ".used" added.
     #[arg(
         long,
         value_name = "FILE",
         requires = "approval_key",
-        conflicts_with = "redis"
+        conflicts_with_all = ["redis", "redis_cluster"]
     )]
     approval_ledger: Option<FilePath>,
     /// How long a person has to answer an approval request (revisions before 2026-07-28),
@@ -70,13 +70,22 @@ pub struct GatewayArgs {
     /// same server and prefix, instead of in memory.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// The key prefix in Redis.
+    /// Keep counts (and used and pending approvals) in a Redis Cluster (or Valkey cluster)
+    /// instead: the URLs of some of its nodes, comma-separated; the rest are found through
+    /// them.
     #[arg(
         long,
-        value_name = "PREFIX",
-        default_value = "mcp-policy:",
-        requires = "redis"
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        conflicts_with = "redis"
     )]
+    redis_cluster: Vec<String>,
+    /// Admit a call only once this many replicas confirmed its counts (Redis WAIT), so
+    /// counts survive a failover (with --redis or --redis-cluster).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    redis_wait_replicas: u32,
+    /// The key prefix in Redis.
+    #[arg(long, value_name = "PREFIX", default_value = "mcp-policy:")]
     redis_prefix: String,
     /// How often to look at the policy file for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
@@ -124,6 +133,39 @@ pub struct GatewayArgs {
     server: Vec<String>,
 }
 
+/// The Redis store `--redis` or `--redis-cluster` names, if any. `--redis` pointed at a
+/// cluster node stops the gateway: calls would fail on every count another node holds.
+fn shared_store(args: &GatewayArgs) -> Result<Option<RedisStore>, Failure> {
+    let (store, what) = match (&args.redis, args.redis_cluster.as_slice()) {
+        (Some(url), _) => {
+            let store =
+                RedisStore::open(url).map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?;
+            (store, format!("Redis at {url}"))
+        }
+        (None, []) => return Ok(None),
+        (None, urls) => {
+            let seeds: Vec<&str> = urls.iter().map(String::as_str).collect();
+            let store = RedisStore::cluster(&seeds)
+                .map_err(|e| Failure::Usage(format!("--redis-cluster: {e}")))?;
+            (store, format!("the Redis Cluster at {}", urls.join(", ")))
+        }
+    };
+    let store = store
+        .prefix(args.redis_prefix.clone())
+        .wait_replicas(args.redis_wait_replicas);
+    if let (Some(url), Ok(true)) = (&args.redis, store.server_is_cluster_node()) {
+        return Err(Failure::Usage(format!(
+            "--redis {url} is a node of a Redis Cluster: counts would be sent to a node \
+             that does not hold them; name the cluster's nodes with --redis-cluster \
+             URL,URL,... instead"
+        )));
+    }
+    if let Err(e) = store.ping() {
+        eprintln!("mcp-policy gateway: warning: {what} does not answer ({e}); calls with limits are denied until it does");
+    }
+    Ok(Some(store))
+}
+
 pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     let policy = load_policy(&args.policy)?;
     let key = match &args.approval_key {
@@ -133,14 +175,8 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     };
     // Pending console approvals live beside the counts: in Redis, any replica's console
     // shows and decides them.
-    let (engine, board): (Engine, Arc<dyn ApprovalBoard>) = match &args.redis {
-        Some(url) => {
-            let store = RedisStore::open(url)
-                .map_err(|e| Failure::Usage(format!("--redis {url}: {e}")))?
-                .prefix(args.redis_prefix.clone());
-            if let Err(e) = store.ping() {
-                eprintln!("mcp-policy gateway: warning: Redis at {url} does not answer ({e}); calls with limits are denied until it does");
-            }
+    let (engine, board): (Engine, Arc<dyn ApprovalBoard>) = match shared_store(&args)? {
+        Some(store) => {
             let board = Arc::new(store.approval_board());
             (Engine::builder(policy).store(store).build(), board)
         }
@@ -152,7 +188,8 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
     let mut approvals = Approvals::new(key)
         .timeout(Duration::from_secs(args.approval_timeout.max(1)))
         .ttl(Duration::from_secs(args.approval_ttl.max(1)));
-    if let (Some(key_path), None) = (&args.approval_key, &args.redis) {
+    let shared = args.redis.is_some() || !args.redis_cluster.is_empty();
+    if let (Some(key_path), false) = (&args.approval_key, shared) {
         // Without a shared store, single use across restarts comes from the ledger; it
         // is this process's alone.
         let path = args.approval_ledger.clone().unwrap_or_else(|| {
@@ -220,7 +257,7 @@ pub fn run(args: GatewayArgs) -> Result<ExitCode, Failure> {
             metrics: args.metrics,
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             max_connections: args.max_connections,
-            remote_store: args.redis.is_some(),
+            remote_store: shared,
         };
         http::run(options, engine, approvals)?;
         return Ok(ExitCode::SUCCESS);

@@ -7,6 +7,7 @@
 //!   server process, and the Python SDK scripts;
 //! - `issuer`: the OAuth tests' authorization server (`oidc-provider` on Node);
 //! - `http_stack`: the HTTP gateway in front of an upstream, and raw HTTP/1.1 to it;
+//! - `redis_cluster`: a real local Redis Cluster (three masters, three replicas);
 //! - `redis_server`: a real `redis-server` on a free port, stopped when dropped.
 
 // Not every test file uses every helper; helpers fail a test the way tests do.
@@ -23,5 +24,7 @@ pub mod fuzz;
 pub mod gateway;
 pub mod http_stack;
 pub mod issuer;
+#[path = "../../../tests/common/redis_cluster.rs"]
+pub mod redis_cluster;
 #[path = "../../../tests/common/redis_server.rs"]
 pub mod redis_server;

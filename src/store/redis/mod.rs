@@ -54,7 +54,20 @@ use std::time::Duration;
 /// (Redis then refuses writes when full, and the engine fails closed), and on a server of
 /// its own or with a [`prefix`](Self::prefix) no other application deletes.
 ///
-/// Redis Cluster is not supported: the keys of one call must live on one server.
+/// # Redis Cluster
+///
+/// [`cluster`](Self::cluster) keeps the counts on a Redis Cluster (or Valkey). Each key
+/// starts with a hash tag of its scope id (`{s:ID}`), so all counts of one id share a
+/// slot. A call whose counts span slots is reserved slot by slot, in ascending slot
+/// order, one script (one round trip) per slot; when a later slot refuses, what the
+/// earlier ones recorded is released, and the slots after it are peeked at so the
+/// refusal names the longest wait. Replicas together never admit more than `max`; a
+/// refusal under contention may be spurious. `MOVED` and `ASK` redirections and failovers
+/// are followed by the cluster client within the store's timeout, which bounds a call's
+/// whole store work (each command gets half of what is left, so the client's one retry
+/// fits); while a master is down its slots' calls fail closed. Redis replicates
+/// asynchronously: counts acknowledged just before a master fails can be lost;
+/// [`wait_replicas`](Self::wait_replicas) confirms them through `WAIT` before admitting.
 ///
 /// ```no_run
 /// use mcp_policy::{Engine, Policy, RedisStore};

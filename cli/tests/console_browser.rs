@@ -84,28 +84,42 @@ async fn sign_in(client: &Client, console: &str, token: &str) {
         .unwrap()
         .path()
         .ends_with("/login"));
-    let field = client
-        .find(Locator::Css("input[name=token]"))
+    fill(client, "input[name=token]", token).await;
+    click(client, "button[type=submit]").await;
+    await_signed_in(client).await;
+}
+
+/// The element `css` finds, once it is there (10 s at most).
+async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap();
-    field.send_keys(token).await.unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let signed_in = client
+        .unwrap_or_else(|_| panic!("no {css}"))
+}
+
+async fn click(browser: &Client, css: &str) {
+    element(browser, css).await.click().await.unwrap();
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    element(browser, css).await.send_keys(text).await.unwrap();
+}
+
+/// Waits for a page of a signed-in approver (its sign-out form); says where the browser
+/// is otherwise.
+async fn await_signed_in(browser: &Client) {
+    let signed_in = browser
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("form[action='/logout']"))
         .await;
     if signed_in.is_err() {
-        let url = client.current_url().await.unwrap();
+        let url = browser.current_url().await.unwrap();
         panic!(
             "not signed in: at {url}: {}",
-            client.source().await.unwrap()
+            browser.source().await.unwrap()
         );
     }
 }
@@ -181,13 +195,7 @@ async fn an_approver_decides_in_a_browser_what_the_python_sdk_client_called() {
     let text = row.text().await.unwrap();
     assert!(text.contains("another approver must decide"), "{text}");
     assert!(row.find(Locator::Css("button.approve")).await.is_err());
-    browser
-        .find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form[action='/logout'] button").await;
 
     sign_in(&browser, &console, ANA).await;
     let row = browser.find(Locator::Css("tr.pending")).await.unwrap();
@@ -212,13 +220,7 @@ async fn an_approver_decides_in_a_browser_what_the_python_sdk_client_called() {
     // The next call: declined.
     let page = next_line(&lines, "url: ");
     browser.goto(&page).await.unwrap();
-    browser
-        .find(Locator::Css("button.decline"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "button.decline").await;
     next_line(
         &lines,
         "ok: declined on the console, the call never reached the server",
@@ -229,30 +231,6 @@ async fn an_approver_decides_in_a_browser_what_the_python_sdk_client_called() {
     browser.close().await.unwrap();
     drop(client);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"))
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn fill(browser: &Client, css: &str, text: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|_| panic!("no {css}"))
-        .send_keys(text)
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,19 +288,13 @@ async fn an_approver_signs_in_through_the_authorization_server_and_approves() {
     fill(&browser, "input[name=login]", "carol").await;
     fill(&browser, "input[name=password]", "any").await;
     click(&browser, "button[type=submit]").await;
-    click(&browser, "button[type=submit]").await;
-    let signed_in = browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("form[action='/logout']"))
-        .await;
-    if signed_in.is_err() {
-        let url = browser.current_url().await.unwrap();
-        panic!(
-            "not signed in: at {url}: {}",
-            browser.source().await.unwrap()
-        );
-    }
+    // The consent page (not the login page's button, which may still be there).
+    click(
+        &browser,
+        "input[name=prompt][value=consent] ~ button[type=submit]",
+    )
+    .await;
+    await_signed_in(&browser).await;
     let header = browser
         .find(Locator::Css(".bar"))
         .await
@@ -332,12 +304,7 @@ async fn an_approver_signs_in_through_the_authorization_server_and_approves() {
         .unwrap();
     assert!(header.contains("carol"), "{header}");
     click(&browser, "tr.pending button.approve").await;
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("strong.ok"))
-        .await
-        .unwrap();
+    element(&browser, "strong.ok").await;
     browser.close().await.unwrap();
 
     let (status, _, body) = stack.post(call, &headers);

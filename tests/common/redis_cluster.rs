@@ -160,13 +160,19 @@ impl RedisCluster {
             .timeout(timeout)
     }
 
-    /// The port of the master serving `key`'s slot.
-    pub fn master_of(&self, key: &str) -> u16 {
-        let slot: u16 = cli(self.ports[0], &["cluster", "keyslot", key])
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let live = self.live_ports()[0];
+        cli(live, &["cluster", "keyslot", key])
             .trim()
             .parse()
-            .unwrap();
-        let nodes = cli(self.ports[0], &["cluster", "nodes"]);
+            .unwrap()
+    }
+
+    /// The port of the master serving `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot = self.slot_of(key);
+        let nodes = cli(self.live_ports()[0], &["cluster", "nodes"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if !fields.get(2).is_some_and(|f| f.contains("master")) || fields.len() < 9 {

@@ -2,13 +2,16 @@
 //! and released when a later slot refuses, so replicas together never admit more than
 //! `max` (a refusal under contention may be spurious; an over-admission never happens).
 
-use super::{RedisStore, Reply};
+use super::{Owed, RedisStore, Reply};
 use crate::clock::Timestamp;
 use crate::store::{Admission, LimitRequest, StoreError};
 use std::time::Duration;
 
 /// Redis Cluster's number of hash slots.
 const SLOTS: u16 = 16384;
+
+/// The most releases kept owed after failures.
+const MAX_OWED: usize = 4096;
 
 /// Appends the hash tag of `scope_id`: `{s:ID}`, a `}` in the id written `)` so the tag
 /// holds the whole id (two ids that then read alike share a slot, which is harmless).
@@ -50,16 +53,36 @@ impl RedisStore {
         }
         groups.sort_by_key(|(slot, _)| *slot);
         let acquiring = mode == "acquire";
-        self.with_steps(|b| {
+        self.pay_owed();
+        let started = std::time::Instant::now();
+        // What a failed call reserved, to give back on a fresh connection: the failure
+        // may have broken this one (the cluster client refreshes its map from any node).
+        let mut to_release: Option<(Vec<usize>, u64)> = None;
+        let result = self.with_steps(|b| {
             let mut at = (!self.server_time).then(|| now.as_nanos() / 1000);
             let mut reserved: Vec<&[usize]> = Vec::new();
             // Peeking looks at every slot and reports the longest wait, as one script does.
             let mut refused: Option<(usize, Duration)> = None;
             for (slot, indices) in &groups {
-                match self.step(b, mode, at, requests, indices)? {
+                let reply = match self.step(b, mode, at, requests, indices) {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        // A slot's node failed: what the slots before it recorded is
+                        // given back (below, in the time kept for it); the call fails
+                        // closed.
+                        if let (true, Some(at)) = (acquiring, at) {
+                            let indices = reserved.iter().flat_map(|i| i.iter()).copied();
+                            to_release = Some((indices.collect(), at));
+                        }
+                        return Err(e);
+                    }
+                };
+                match reply {
                     Reply::Admitted { at: when } => {
                         at = Some(when);
                         reserved.push(indices);
+                        // Time to give this back if a later slot fails.
+                        b.keep(self.rollback_time());
                         if acquiring {
                             if let Err(e) = self.confirm(b, Some(*slot)) {
                                 self.release_reserved(b, requests, &reserved, at);
@@ -101,7 +124,55 @@ impl RedisStore {
             Ok(Admission::Admitted {
                 at: Timestamp::from_nanos(at.saturating_mul(1000)),
             })
-        })
+        });
+        if let (Err(_), Some((indices, at))) = (&result, to_release) {
+            let owed: Vec<Owed> = indices
+                .iter()
+                .filter_map(|&i| requests.get(i))
+                .map(|request| self.owed_for(&request.key, at, request.cost))
+                .collect();
+            let left = self.timeout.saturating_sub(started.elapsed());
+            self.pay(owed, left);
+        }
+        result
+    }
+
+    /// Gives back `owed` within `time` on a fresh connection; what cannot be given back
+    /// now is kept for later operations (at most `MAX_OWED`; past that the oldest are
+    /// dropped: units left counted only ever refuse, never over-admit).
+    fn pay(&self, owed: Vec<Owed>, time: Duration) {
+        let mut left = owed;
+        if !time.is_zero() {
+            let mut paid = 0;
+            let _ = self.pool.run(time, |b| {
+                for owed in left.iter().skip(paid) {
+                    self.release_owed(b, owed)?;
+                    paid += 1;
+                }
+                Ok(())
+            });
+            left.drain(..paid);
+        }
+        if !left.is_empty() {
+            let mut debts = self.owed.lock();
+            debts.extend(left);
+            let over = debts.len().saturating_sub(MAX_OWED);
+            debts.drain(..over);
+        }
+    }
+
+    /// Pays what earlier failed calls could not give back, now that the cluster may answer
+    /// again, within a quarter of the timeout.
+    fn pay_owed(&self) {
+        let owed = std::mem::take(&mut *self.owed.lock());
+        if !owed.is_empty() {
+            self.pay(owed, self.rollback_time());
+        }
+    }
+
+    /// What a call that reserved a slot keeps of its deadline to give it back: a quarter.
+    fn rollback_time(&self) -> Duration {
+        self.timeout / 4
     }
 
     /// Gives back what the slots before a refusal recorded. A release that fails leaves
@@ -114,6 +185,7 @@ impl RedisStore {
         reserved: &[&[usize]],
         at: Option<u64>,
     ) {
+        b.keep(Duration::ZERO);
         let Some(at) = at else { return };
         for &i in reserved.iter().flat_map(|indices| indices.iter()) {
             if let Some(request) = requests.get(i) {

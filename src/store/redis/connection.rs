@@ -90,24 +90,38 @@ impl ConnectionLike for Conn {
 pub(crate) struct Bounded<'c> {
     conn: &'c mut Conn,
     deadline: Instant,
+    /// Time kept back from the commands sent now, for what must follow if they fail.
+    keep: Duration,
 }
 
 impl Bounded<'_> {
     /// The connection, its socket timeouts set to what is left of the deadline; a timeout
     /// error once nothing is left.
     pub(crate) fn conn(&mut self) -> RedisResult<&mut Conn> {
-        let left = self.left();
-        if left.is_zero() {
+        let per_try = self.per_try();
+        if per_try.is_zero() {
             return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
         }
-        // A cluster client tries a command twice (to follow a redirection or a failover):
-        // each try gets half of what is left, so both fit in the deadline.
-        let per_try = match self.conn {
-            Conn::Single(_) => left,
-            Conn::Cluster(_) => (left / 2).max(Duration::from_millis(1)),
-        };
         self.conn.set_timeouts(per_try)?;
         Ok(self.conn)
+    }
+
+    /// What one try of a command may take: what is left (less what is kept back), shared
+    /// on a cluster between the tries its client may make to follow a redirection or a
+    /// failover, so all of them fit in the deadline.
+    pub(crate) fn per_try(&self) -> Duration {
+        let left = self.left().saturating_sub(self.keep);
+        match self.conn {
+            Conn::Single(_) => left,
+            Conn::Cluster(_) if left.is_zero() => left,
+            Conn::Cluster(_) => (left / (super::CLUSTER_RETRIES + 1)).max(Duration::from_millis(1)),
+        }
+    }
+
+    /// Keeps `time` of the deadline back from the commands sent from now on (zero: none):
+    /// a call that reserved a slot keeps time to give it back if a later slot fails.
+    pub(crate) fn keep(&mut self, time: Duration) {
+        self.keep = time;
     }
 
     /// What is left of the deadline.
@@ -192,7 +206,11 @@ impl Pool {
         let Some(conn) = cell.as_mut() else {
             return Err(StoreError::new("redis", "no connection"));
         };
-        let mut bounded = Bounded { conn, deadline };
+        let mut bounded = Bounded {
+            conn,
+            deadline,
+            keep: Duration::ZERO,
+        };
         f(&mut bounded).map_err(|e| {
             // After an I/O error or timeout the connection's state is unknown: start over.
             // On a cluster, any error may mean the slot map is stale (a failover): the

@@ -64,8 +64,10 @@ use std::time::Duration;
 /// refusal names the longest wait. Replicas together never admit more than `max`; a
 /// refusal under contention may be spurious. `MOVED` and `ASK` redirections and failovers
 /// are followed by the cluster client within the store's timeout, which bounds a call's
-/// whole store work (each command gets half of what is left, so the client's one retry
-/// fits); while a master is down its slots' calls fail closed. Redis replicates
+/// whole store work (each try of a command gets a quarter of what is left, so the client's
+/// three retries fit); while a master is down calls fail closed, and what a call reserved
+/// before a slot whose node failed is given back (at once, or once the cluster answers
+/// again, before the next operation). Redis replicates
 /// asynchronously: counts acknowledged just before a master fails can be lost;
 /// [`wait_replicas`](Self::wait_replicas) confirms them through `WAIT` before admitting.
 ///
@@ -87,6 +89,9 @@ pub struct RedisStore {
     server_time: bool,
     /// Replicas that must confirm a call's counts (`WAIT`) before it is admitted.
     wait_replicas: u32,
+    /// Releases a cluster call could not make when one of its slots failed (the cluster
+    /// client is unusable until the failover), paid before later operations.
+    owed: parking_lot::Mutex<Vec<Owed>>,
     acquire: Script,
     release: Script,
 }
@@ -146,6 +151,7 @@ impl RedisStore {
             timeout: Duration::from_secs(1),
             server_time: false,
             wait_replicas: 0,
+            owed: parking_lot::Mutex::new(Vec::new()),
             acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
         }
@@ -221,6 +227,7 @@ impl RedisStore {
             timeout: self.timeout,
             server_time: self.server_time,
             wait_replicas: self.wait_replicas,
+            owed: parking_lot::Mutex::new(Vec::new()),
             acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
         };
@@ -325,8 +332,9 @@ impl RedisStore {
         if self.wait_replicas == 0 {
             return Ok(());
         }
-        // The server answers WAIT by its own timeout: a little before ours runs out.
-        let millis = u64::try_from((b.left() / 3).as_millis())
+        // The server answers WAIT by its own timeout: before the command's share of ours
+        // runs out.
+        let millis = u64::try_from((b.per_try() * 4 / 5).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let conn = b.conn()?;
@@ -397,9 +405,21 @@ impl RedisStore {
         at_micros: u64,
         cost: u64,
     ) -> RedisResult<()> {
-        let bucket = at_micros / width_micros(key);
+        self.release_owed(b, &self.owed_for(key, at_micros, cost))
+    }
+
+    /// A release to make, by key name and bucket.
+    pub(super) fn owed_for(&self, key: &CounterKey<'_>, at_micros: u64, cost: u64) -> Owed {
+        Owed {
+            key: self.key_name(key),
+            bucket: at_micros / width_micros(key),
+            cost,
+        }
+    }
+
+    pub(super) fn release_owed(&self, b: &mut Bounded<'_>, owed: &Owed) -> RedisResult<()> {
         let mut invocation = self.release.prepare_invoke();
-        invocation.key(self.key_name(key)).arg(bucket).arg(cost);
+        invocation.key(&owed.key).arg(owed.bucket).arg(owed.cost);
         invocation.invoke::<i64>(b.conn()?).map(drop)
     }
 
@@ -418,6 +438,13 @@ impl RedisStore {
     ) -> Result<R, StoreError> {
         self.pool.run(self.timeout, f)
     }
+}
+
+/// Units to give back: the key's name, the bucket they were recorded in, how many.
+pub(super) struct Owed {
+    key: String,
+    bucket: u64,
+    cost: u64,
 }
 
 /// What the acquire script answered for one step.
@@ -443,9 +470,13 @@ impl Reply {
     }
 }
 
+/// How many times the cluster client tries a command again (after a `MOVED` or `ASK`
+/// redirection, or a connection lost in a failover).
+pub(super) const CLUSTER_RETRIES: u32 = 3;
+
 /// A cluster client for `seeds` whose connecting and answering are bounded by `timeout`,
-/// and which follows a redirection or a failover only a few times (the store's deadline
-/// bounds each operation anyway).
+/// and which follows a redirection or a failover a few times (each try gets a share of
+/// the store's deadline, so all of them fit in it).
 fn cluster_client(seeds: &[String], timeout: Duration) -> Result<ClusterClient, StoreError> {
     if seeds.is_empty() {
         return Err(StoreError::new(
@@ -454,9 +485,9 @@ fn cluster_client(seeds: &[String], timeout: Duration) -> Result<ClusterClient, 
         ));
     }
     ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout((timeout / 4).max(Duration::from_millis(1)))
-        .response_timeout((timeout / 2).max(Duration::from_millis(1)))
-        .retries(1)
+        .connection_timeout((timeout / 8).max(Duration::from_millis(1)))
+        .response_timeout((timeout / 4).max(Duration::from_millis(1)))
+        .retries(CLUSTER_RETRIES)
         .min_retry_wait(1)
         .max_retry_wait(10)
         .build()

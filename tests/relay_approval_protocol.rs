@@ -12,6 +12,10 @@
 #[path = "common/modern_call.rs"]
 mod common_call;
 
+#[path = "common/relay_output.rs"]
+mod relay_output;
+use relay_output::parse;
+
 use mcp_policy::mcp::*;
 use mcp_policy::{Engine, ManualClock};
 use serde_json::{json, Value};
@@ -42,10 +46,6 @@ fn modern(id: i64, args: Value, extra: Value) -> Vec<u8> {
 
 fn modern_call(tool: &str, id: i64, args: Value, extra: Value) -> Vec<u8> {
     common_call::modern_call(id, tool, &args, extra).into_bytes()
-}
-
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
 }
 
 fn accept() -> Value {

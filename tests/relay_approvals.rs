@@ -10,6 +10,10 @@
 #[path = "common/modern_call.rs"]
 mod common_call;
 
+#[path = "common/relay_output.rs"]
+mod relay_output;
+use relay_output::parse;
+
 use mcp_policy::mcp::{ApprovalKey, ApprovalLedger, Approvals, Output, Relay};
 use mcp_policy::{Clock, Engine, ManualClock};
 use serde_json::{json, Value};
@@ -35,10 +39,6 @@ fn relay_with(approvals: Approvals, clock: &ManualClock) -> Relay {
 
 fn modern(tool: &str, args: &Value, extra: Value) -> Vec<u8> {
     common_call::modern_call(1, tool, args, extra).into_bytes()
-}
-
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
 }
 
 /// Asks for approval; the sealed state and the message shown to the person.

@@ -9,6 +9,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/relay_output.rs"]
+mod relay_output;
+use relay_output::{forwarded, parse, refused};
+
 use mcp_policy::mcp::*;
 use mcp_policy::{Engine, ManualClock};
 use serde_json::{json, Value};
@@ -41,27 +45,10 @@ fn relay() -> Relay {
         .build()
 }
 
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
-}
-
 fn request(id: u64, method: &str, params: Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
         .to_string()
         .into_bytes()
-}
-
-/// The refusal the client got; the server got nothing.
-fn refused(out: &Output) -> Value {
-    assert!(out.to_server.is_empty(), "{out:?}");
-    assert_eq!(out.to_client.len(), 1, "{out:?}");
-    parse(&out.to_client[0])
-}
-
-fn forwarded(out: &Output) -> Value {
-    assert!(out.to_client.is_empty(), "{out:?}");
-    assert_eq!(out.to_server.len(), 1, "{out:?}");
-    parse(&out.to_server[0])
 }
 
 #[test]

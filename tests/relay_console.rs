@@ -11,6 +11,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/relay_output.rs"]
+mod relay_output;
+use relay_output::parse;
+
 use mcp_policy::mcp::*;
 use mcp_policy::{Engine, ManualClock};
 use serde_json::{json, Value};
@@ -70,10 +74,6 @@ fn elicits(form: bool, url: bool) -> ClientElicitation {
         return ClientElicitation::default();
     }
     ClientElicitation::of(Some(&Value::Object(capability)))
-}
-
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
 }
 
 fn old_call(id: i64, tool: &str, args: Value) -> Vec<u8> {

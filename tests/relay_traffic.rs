@@ -9,6 +9,10 @@
     clippy::indexing_slicing
 )]
 
+#[path = "common/relay_output.rs"]
+mod relay_output;
+use relay_output::{forwarded, parse, refused};
+
 use mcp_policy::mcp::*;
 use mcp_policy::{Engine, ManualClock};
 use serde_json::{json, Value};
@@ -38,28 +42,11 @@ fn relay() -> (Relay, ManualClock) {
     (relay, clock)
 }
 
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
-}
-
 fn call(id: Value, tool: &str, args: Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": tool, "arguments": args}})
     .to_string()
     .into_bytes()
-}
-
-/// The single answer to the client, parsed; the server must get nothing.
-fn refused(out: &Output) -> Value {
-    assert!(out.to_server.is_empty(), "{out:?}");
-    assert_eq!(out.to_client.len(), 1, "{out:?}");
-    parse(&out.to_client[0])
-}
-
-fn forwarded(out: &Output) -> Value {
-    assert!(out.to_client.is_empty(), "{out:?}");
-    assert_eq!(out.to_server.len(), 1, "{out:?}");
-    parse(&out.to_server[0])
 }
 
 fn answer(relay: &Relay, id: &Value, result: Value) -> Value {

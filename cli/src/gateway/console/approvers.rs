@@ -1,14 +1,13 @@
 //! The approvers file: who may sign in to the approval console, and which calls each may
 //! decide. Read again whenever it changes; a bad edit keeps the previous one.
 
+use super::file_watch::FileWatch;
 use crate::files::read_text;
 use crate::gateway::auth::token_digest;
 use crate::Failure;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::path::Path;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,39 +55,16 @@ impl Approver {
 }
 
 /// The approvers file, read again when it changes.
-pub struct ApproversFileWatch {
-    path: PathBuf,
-    loaded: Mutex<(Option<SystemTime>, Vec<Approver>)>,
-}
+pub struct ApproversFileWatch(FileWatch<Vec<Approver>>);
 
 impl ApproversFileWatch {
     /// Reads `path` once; an error names what to fix.
     pub fn open(path: &Path) -> Result<ApproversFileWatch, Failure> {
-        let approvers = load(path).map_err(Failure::Usage)?;
-        Ok(ApproversFileWatch {
-            path: path.to_owned(),
-            loaded: Mutex::new((modified(path), approvers)),
-        })
+        FileWatch::open(path, "approvers", load).map(ApproversFileWatch)
     }
 
-    /// The approvers now: the file is read again if it changed since (a bad edit keeps the
-    /// previous list and says why on stderr).
-    pub fn current(&self) -> Vec<Approver> {
-        let Ok(mut loaded) = self.loaded.lock() else {
-            return Vec::new();
-        };
-        let now = modified(&self.path);
-        if now != loaded.0 {
-            loaded.0 = now;
-            match load(&self.path) {
-                Ok(approvers) => {
-                    loaded.1 = approvers;
-                    eprintln!("mcp-policy gateway: reloaded {}", self.path.display());
-                }
-                Err(e) => eprintln!("mcp-policy gateway: keeping the previous approvers: {e}"),
-            }
-        }
-        loaded.1.clone()
+    fn find(&self, wanted: impl Fn(&Approver) -> bool) -> Option<Approver> {
+        self.0.current()?.iter().find(|a| wanted(a)).cloned()
     }
 
     /// The approver whose token is `token`.
@@ -99,20 +75,14 @@ impl ApproversFileWatch {
 
     /// The approver whose token's digest is `digest`, if still listed.
     pub fn by_digest(&self, digest: &str) -> Option<Approver> {
-        self.current()
-            .into_iter()
-            .find(|a| a.digest.as_deref() == Some(digest))
+        self.find(|a| a.digest.as_deref() == Some(digest))
     }
 
     /// The approver named `name` (an identity the authorization server vouched for), if
     /// listed.
     pub fn by_name(&self, name: &str) -> Option<Approver> {
-        self.current().into_iter().find(|a| a.name == name)
+        self.find(|a| a.name == name)
     }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Reads `{"approvers": [{"sha256"?: HEX, "name": NAME, "grants"?: [ID...]}]}`: without

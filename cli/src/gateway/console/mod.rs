@@ -2,6 +2,7 @@
 //! decide the calls that rules with `approvers: "console"` (or `"either"`) hold.
 
 mod approvers;
+mod file_watch;
 mod oauth;
 mod pages;
 mod server;
@@ -65,6 +66,14 @@ pub fn start(
         return Ok(None);
     };
     let approvers = approvers::ApproversFileWatch::open(approvers)?;
+    let tokens = match &tokens {
+        Some(path) => Some(file_watch::FileWatch::open(
+            path,
+            "tokens",
+            crate::gateway::auth::load_tokens,
+        )?),
+        None => None,
+    };
     let base_url = args
         .console_url
         .clone()

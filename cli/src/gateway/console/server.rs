@@ -2,14 +2,15 @@
 //! cookie), CSRF tokens bound to the session, and the approve and decline actions.
 
 use super::approvers::{Approver, ApproversFileWatch};
+use super::file_watch::FileWatch;
 use super::pages::{self, Viewer};
+use crate::gateway::auth::Tokens;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use mcp_policy::mcp::{ApprovalBoard, Verdict};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,7 +43,7 @@ pub struct Console {
     pub approvers: ApproversFileWatch,
     /// The gateway's tokens file: an approver whose token is also a caller's token has
     /// that caller's grant as their own.
-    pub tokens: Option<PathBuf>,
+    pub tokens: Option<FileWatch<Tokens>>,
     /// Whether cookies may travel over plain HTTP (a console on loopback).
     pub loopback: bool,
     /// Sign-in through the authorization server, when configured.
@@ -125,7 +126,7 @@ impl Console {
     pub fn new(
         board: Arc<dyn ApprovalBoard>,
         approvers: ApproversFileWatch,
-        tokens: Option<PathBuf>,
+        tokens: Option<FileWatch<Tokens>>,
         loopback: bool,
         oauth: Option<super::oauth::ConsoleOAuth>,
     ) -> Console {
@@ -167,10 +168,7 @@ impl Console {
     /// The grants that are the approver's own: their name, and the grant of their token
     /// in the gateway's tokens file.
     fn own_grants(&self, approver: &Approver) -> Vec<String> {
-        let tokens = self
-            .tokens
-            .as_deref()
-            .and_then(|path| crate::gateway::auth::load_tokens(path).ok());
+        let tokens = self.tokens.as_ref().and_then(FileWatch::current);
         tokens
             .zip(approver.digest.as_ref())
             .and_then(|(tokens, digest)| tokens.get(digest).map(|t| t.grant().to_owned()))

@@ -239,7 +239,7 @@ fn reloads(run: Duration) {
 }
 
 /// In a child process: load the big policy, let `threads` threads call every tool once
-/// (creating each thread's per-counter clones and the counts), reload once and call again,
+/// (creating the counts), reload once and call again,
 /// then print resident memory in KiB.
 fn child_rss(threads: usize) {
     let text = big_policy(RULES, 1_000_000).to_json_value().to_string();

@@ -146,7 +146,6 @@ mod observe;
 mod policy;
 mod short_eq;
 pub mod store;
-mod thread_copies;
 mod uri;
 
 pub use call::{CallKind, CallRecord, Scopes, ToolCall};

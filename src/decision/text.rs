@@ -5,36 +5,20 @@ use super::*;
 
 /// The key of the rule that decided a call, such as `"whmcs_get_*"`. Derefs to `str`.
 ///
-/// Making one allocates nothing: keys of up to 24 bytes are kept inline, longer ones are
-/// reference-counted.
-#[derive(Debug, Clone)]
-pub struct RuleKey(KeyText);
-
-#[derive(Debug, Clone)]
-pub(super) enum KeyText {
-    Inline(CompactString),
-    Shared(Arc<str>),
-}
+/// `Copy`: the text is the policy's own, kept for the life of the process (a policy
+/// keeps each distinct rule key once, however often it is reloaded), so making, copying
+/// or dropping a key costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleKey(&'static str);
 
 impl RuleKey {
-    /// The largest key kept inline.
-    pub(crate) const INLINE_BYTES: usize = 24;
-
-    /// A key of at most [`INLINE_BYTES`](Self::INLINE_BYTES), copied inline.
-    pub(crate) fn inline(key: &str) -> RuleKey {
-        RuleKey(KeyText::Inline(CompactString::new(key)))
-    }
-
-    pub(crate) fn from_arc(key: Arc<str>) -> RuleKey {
-        RuleKey(KeyText::Shared(key))
+    pub(crate) fn new(key: &'static str) -> RuleKey {
+        RuleKey(key)
     }
 
     /// The key's text.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            KeyText::Inline(key) => key,
-            KeyText::Shared(key) => key,
-        }
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
@@ -137,25 +121,20 @@ impl Serialize for ToolName {
     }
 }
 
-/// The text of a reason: taken from the policy without copying, or composed for the call.
-/// Derefs to `str`.
+/// The text of a reason: the policy's own (kept for the life of the process, so taking it
+/// copies nothing), or composed for the call. Derefs to `str`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason(ReasonText);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ReasonText {
     Fixed(&'static str),
-    Shared(Arc<str>),
     Composed(String),
 }
 
 impl Reason {
     pub(crate) fn fixed(text: &'static str) -> Reason {
         Reason(ReasonText::Fixed(text))
-    }
-
-    pub(crate) fn shared(text: &Arc<str>) -> Reason {
-        Reason(ReasonText::Shared(Arc::clone(text)))
     }
 
     pub(crate) fn composed(text: String) -> Reason {
@@ -166,7 +145,6 @@ impl Reason {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             ReasonText::Fixed(text) => text,
-            ReasonText::Shared(text) => text,
             ReasonText::Composed(text) => text,
         }
     }

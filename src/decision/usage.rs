@@ -6,7 +6,7 @@ use super::*;
 /// The limit a decision is about: its counter, whose count it is, and its numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitInfo {
-    pub(crate) counter: Arc<Counter>,
+    pub(crate) counter: &'static Counter,
     pub(crate) scope_id: Option<CompactString>,
     pub(crate) key: Option<OwnedKeyValue>,
     pub(crate) max: u64,
@@ -16,7 +16,7 @@ pub struct LimitInfo {
 impl LimitInfo {
     /// The counter: name, window, scope.
     pub fn counter(&self) -> &Counter {
-        &self.counter
+        self.counter
     }
 
     /// The id the count is kept for (`""` for a global counter); `None` when the call
@@ -205,7 +205,7 @@ impl Usage {
     pub fn charges(&self) -> impl Iterator<Item = (&Counter, &str, u64)> {
         self.charges
             .iter()
-            .map(|c| (&*c.counter, &*c.scope_id, c.cost))
+            .map(|c| (c.counter, &*c.scope_id, c.cost))
     }
 
     /// The `key` value each charge was counted under (`None` for limits without a key),
@@ -306,7 +306,7 @@ impl Serialize for Usage {
 /// One counter charge.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Charge {
-    pub(crate) counter: Arc<Counter>,
+    pub(crate) counter: &'static Counter,
     pub(crate) scope_id: CompactString,
     pub(crate) key: Option<OwnedKeyValue>,
     pub(crate) cost: u64,

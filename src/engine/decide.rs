@@ -15,7 +15,7 @@ impl Engine {
             return self.decide_other(policy, call, record);
         }
         let tool = call.name();
-        let deny = |rule, code, reason| denial(policy, tool, rule, code, reason);
+        let deny = |rule, code, reason| denial(tool, rule, code, reason);
 
         // 1. Hidden, 1b. pinned, 2. matched: one resolution, shared with every other
         // place that asks what the policy makes of a tool.
@@ -50,8 +50,7 @@ impl Engine {
                 approval: call.approval_id().map(str::to_owned),
             };
         };
-        let refuse =
-            |code, why: String| denial(policy, call.name(), None, code, Reason::composed(why));
+        let refuse = |code, why: String| denial(call.name(), None, code, Reason::composed(why));
         if call.name().len() > MAX_NAME_BYTES {
             let code = match call.kind() {
                 CallKind::Resource => DenyCode::InvalidUri,
@@ -96,7 +95,7 @@ impl Engine {
         record: bool,
     ) -> Decision {
         let tool = call.name();
-        let deny = |rule, code, reason| denial(policy, tool, rule, code, reason);
+        let deny = |rule, code, reason| denial(tool, rule, code, reason);
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {
@@ -179,7 +178,7 @@ impl Engine {
             if let Some(reason) = reason {
                 return Decision::RequireApproval {
                     tool: ToolName::new(tool),
-                    rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                    rule: rule.map(|r| RuleKey::new(r.key)),
                     reason,
                 };
             }
@@ -188,7 +187,7 @@ impl Engine {
         if rule.map_or(true, |r| !r.has_limits()) && !extra.has_limits() {
             return Decision::Allow {
                 tool: ToolName::new(tool),
-                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                rule: rule.map(|r| RuleKey::new(r.key)),
                 usage: Usage::none(),
                 approval: call.approval_id().map(str::to_owned),
             };
@@ -197,21 +196,15 @@ impl Engine {
             .into_iter()
             .flat_map(Rule::all_limits)
             .chain(extra.all_limits());
-        self.check_limits(policy, limits, rule, call, record)
+        self.check_limits(limits, rule, call, record)
     }
 }
 
 /// A denial of `tool`, named after `rule`.
-fn denial(
-    policy: &Policy,
-    tool: &str,
-    rule: Option<&Rule>,
-    code: DenyCode,
-    reason: Reason,
-) -> Decision {
+fn denial(tool: &str, rule: Option<&Rule>, code: DenyCode, reason: Reason) -> Decision {
     Decision::Deny {
         tool: ToolName::new(tool),
-        rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+        rule: rule.map(|r| RuleKey::new(r.key)),
         code,
         reason,
         limit: None,
@@ -221,7 +214,7 @@ fn denial(
 /// The rule's own reason, else `fallback`.
 pub(super) fn rule_reason(rule: &Rule, fallback: &'static str) -> Reason {
     match &rule.reason {
-        Some(reason) => Reason::shared(reason),
+        Some(reason) => Reason::fixed(reason),
         None => Reason::fixed(fallback),
     }
 }
@@ -233,7 +226,7 @@ pub(super) fn condition_reason(condition: &Condition, section: &Rule) -> Reason 
         .as_ref()
         .or(section.reason.as_ref())
         .unwrap_or(&condition.fallback);
-    Reason::shared(text)
+    Reason::fixed(text)
 }
 
 /// The scopes `rule` and `all_tools` name, each once, in order.

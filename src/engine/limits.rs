@@ -6,14 +6,13 @@ use super::*;
 impl Engine {
     pub(super) fn check_limits<'p, 'a>(
         &self,
-        policy: &Policy,
         limits: impl Iterator<Item = &'p Limit>,
         rule: Option<&Rule>,
         call: &ToolCall<'a>,
         record: bool,
     ) -> Decision {
         let tool = ToolName::new(call.name());
-        let rule_key = rule.map(|r| thread_copies::rule_key(policy, r));
+        let rule_key = rule.map(|r| RuleKey::new(r.key));
         let mut limits = limits.peekable();
         if limits.peek().is_none() {
             return Decision::Allow {
@@ -29,7 +28,7 @@ impl Engine {
         let mut sources = SmallVec::<[(&Limit, &'a str, Refund); INLINE_LIMITS]>::new();
         for limit in limits {
             let info = |scope_id: Option<&'a str>, cost| LimitInfo {
-                counter: thread_copies::counter(policy, limit),
+                counter: limit.counter,
                 scope_id: scope_id.map(CompactString::new),
                 key: None,
                 max: limit.max,
@@ -37,7 +36,7 @@ impl Engine {
             };
             let deny = |code, reason: String, info| Decision::Deny {
                 tool: ToolName::new(call.name()),
-                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                rule: rule.map(|r| RuleKey::new(r.key)),
                 code,
                 reason: Reason::composed(reason),
                 limit: Some(info),
@@ -90,7 +89,7 @@ impl Engine {
                 None => {
                     requests.push(LimitRequest {
                         key: CounterKey {
-                            counter: &limit.counter,
+                            counter: limit.counter,
                             scope_id,
                             value,
                         },
@@ -105,7 +104,7 @@ impl Engine {
             if request.cost > request.max {
                 return Decision::Deny {
                     tool: ToolName::new(call.name()),
-                    rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                    rule: rule.map(|r| RuleKey::new(r.key)),
                     code: DenyCode::CostExceedsMax,
                     reason: Reason::composed(format!(
                         "this call costs {} units but counter \"{}\" admits at most {} per \
@@ -115,7 +114,7 @@ impl Engine {
                         request.max
                     )),
                     limit: Some(LimitInfo {
-                        counter: thread_copies::counter(policy, limit),
+                        counter: limit.counter,
                         scope_id: Some(CompactString::new(scope_id)),
                         key: request.key.value.map(OwnedKeyValue::new),
                         max: request.max,
@@ -136,9 +135,9 @@ impl Engine {
             let &(limit, scope_id, _) = sources.get(index)?;
             Some(Decision::Limit {
                 tool: ToolName::new(call.name()),
-                rule: rule.map(|r| thread_copies::rule_key(policy, r)),
+                rule: rule.map(|r| RuleKey::new(r.key)),
                 limit: LimitInfo {
-                    counter: thread_copies::counter(policy, limit),
+                    counter: limit.counter,
                     scope_id: Some(CompactString::new(scope_id)),
                     key: request.key.value.map(OwnedKeyValue::new),
                     max: request.max,
@@ -153,7 +152,7 @@ impl Engine {
                 if record {
                     for (request, &(limit, scope_id, refund)) in requests.iter().zip(&sources) {
                         charges.push(Charge {
-                            counter: thread_copies::counter(policy, limit),
+                            counter: limit.counter,
                             scope_id: CompactString::new(scope_id),
                             key: request.key.value.map(OwnedKeyValue::new),
                             cost: request.cost,

@@ -14,7 +14,9 @@ pub(crate) use resolve::{resolve, Listed, MatchedBy, Resolution};
 use crate::call::ToolCall;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{Charge, Charges, Decision, DenyCode, LimitInfo, Reason, ToolName, Usage};
+use crate::decision::{
+    Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage,
+};
 use crate::policy::{
     Action, Approvers, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund,
     Rule, Scope,
@@ -23,7 +25,6 @@ use crate::store::{
     Admission, CounterKey, CounterStore, KeyValue, LimitRequest, MemoryStore, OwnedKeyValue,
     StoreError,
 };
-use crate::thread_copies;
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 use serde_json::Value;
@@ -314,7 +315,7 @@ impl Engine {
         for charge in usage.charges.iter().skip(progress.released()) {
             if charge.refund.refunds(outcome) {
                 let key = CounterKey {
-                    counter: &charge.counter,
+                    counter: charge.counter,
                     scope_id: &charge.scope_id,
                     value: charge.key.as_ref().map(OwnedKeyValue::borrow),
                 };

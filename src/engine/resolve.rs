@@ -50,7 +50,7 @@ impl<'p> Resolution<'p> {
         match self {
             Resolution::Governed {
                 rule: Some(rule), ..
-            } => Some(&rule.key),
+            } => Some(rule.key),
             _ => None,
         }
     }

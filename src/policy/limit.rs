@@ -286,12 +286,11 @@ impl Outcome {
 /// One compiled limit.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Limit {
-    pub(crate) counter: Arc<Counter>,
+    /// Kept once per process (`interned`): decisions refer to it without a reference
+    /// count.
+    pub(crate) counter: &'static Counter,
     /// The `key` argument: counts are kept per value of it.
     pub(crate) key: Option<ArgPath>,
-    /// The counter's number within its policy (limits sharing a counter share it), so
-    /// that each thread can keep its own clone of the `Arc` (`counter_copies`).
-    pub(crate) slot: u32,
     pub(crate) max: u64,
     pub(crate) cost: Cost,
     pub(crate) refund: Refund,

@@ -10,6 +10,7 @@ pub(crate) use case_guard::CaseGuard;
 pub use case_guard::CaseVariant;
 mod condition;
 mod error;
+mod interned;
 mod limit;
 mod parse;
 mod rule;
@@ -29,7 +30,6 @@ use crate::matcher::{Matcher, Target};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What a policy makes of a tool name: hidden, or governed by a rule or the default.
@@ -45,6 +45,13 @@ pub(crate) enum Resolved<'p> {
 /// once: exact tool names into a hash map, globs into a list ordered by precedence.
 ///
 /// A `Policy` serializes back to policy JSON that loads to an equal `Policy`.
+///
+/// # Memory
+/// Its counters and texts that decisions name (rule keys, reasons) are kept once per
+/// process, for the life of the process, so that decisions refer to them without a
+/// reference count. Loading the same policy again, or a changed one, keeps only what is
+/// new: a process that reloads its policy keeps about 100 bytes per distinct counter and
+/// each distinct rule key and reason it ever loaded.
 ///
 /// ```
 /// use mcp_policy::{Action, Policy};
@@ -66,9 +73,6 @@ pub(crate) enum Resolved<'p> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Tells policies apart in the engine's per-thread counter copies; clones share it,
-    /// as they share the counters.
-    pub(crate) id: u64,
     pub(crate) description: Option<String>,
     pub(crate) default: Action,
     pub(crate) hide: Vec<Arc<str>>,
@@ -161,7 +165,7 @@ impl Policy {
     /// The key of the rule that governs `tool`: the exact name, else the most specific
     /// glob; `None` when only the default applies.
     pub fn rule_for(&self, tool: &str) -> Option<&str> {
-        self.rule(tool).map(|rule| &*rule.key)
+        self.rule(tool).map(|rule| rule.key)
     }
 
     /// For a tool no `tools` key matches, the annotation rule that decides it, given its
@@ -183,7 +187,7 @@ impl Policy {
     /// ```
     pub fn annotation_rule_for(&self, tool: &Value) -> Option<&str> {
         self.annotation_rule(Some(&Hints::of_tool(tool)))
-            .map(|rule| &*rule.key)
+            .map(|rule| rule.key)
     }
 
     /// The first annotation rule matched by a tool with these listed hints (`None`: a
@@ -229,7 +233,7 @@ impl Policy {
 
     /// The keys of all rules, sorted by bytes.
     pub fn rule_keys(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|rule| &*rule.key)
+        self.rules.iter().map(|rule| rule.key)
     }
 
     /// Every argument name any path of the policy reads — conditions, limit `cost` and
@@ -302,12 +306,6 @@ impl Policy {
                 .get(i)
                 .map_or(Resolved::Hidden, |rule| Resolved::Rule(Some(rule))),
         }
-    }
-
-    /// A number no other policy loaded in this process has.
-    pub(crate) fn next_id() -> u64 {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 }
 

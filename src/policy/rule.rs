@@ -95,14 +95,12 @@ impl fmt::Display for Approvers {
 /// One compiled rule (also used for `all_tools`, whose action is always `Allow`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Rule {
-    pub(crate) key: Arc<str>,
-    /// The rule's position in its policy, so that each thread can keep its own clone of
-    /// `key` (`thread_copies`).
-    pub(crate) slot: u32,
+    /// Kept once per process (`interned`), as decisions name it.
+    pub(crate) key: &'static str,
     /// Whether the key contains `*`; otherwise it matches only the tool of that name.
     pub(crate) glob: bool,
     pub(crate) action: Action,
-    pub(crate) reason: Option<Arc<str>>,
+    pub(crate) reason: Option<&'static str>,
     pub(crate) require: Vec<Condition>,
     pub(crate) deny_if: Vec<Condition>,
     pub(crate) approve_if: Vec<Condition>,

@@ -15,7 +15,7 @@ pub(crate) struct Section {
 
 impl Section {
     pub(crate) fn new(rules: Vec<Rule>) -> Section {
-        let matcher = Matcher::new::<&str>(&[], rules.iter().map(|r| &*r.key));
+        let matcher = Matcher::new::<&str>(&[], rules.iter().map(|r| r.key));
         Section { rules, matcher }
     }
 

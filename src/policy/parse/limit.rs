@@ -83,7 +83,7 @@ pub(super) fn limit(
         }
     };
     let key_text = key.as_ref().map(ArgPath::as_str);
-    let (counter, slot) = match map.get("counter") {
+    let counter = match map.get("counter") {
         None => counters.private(path, window_secs, scope, key_text),
         Some(Value::String(name)) => {
             let counter_path = join(path, "counter");
@@ -105,7 +105,6 @@ pub(super) fn limit(
     Ok(Limit {
         counter,
         key,
-        slot,
         max,
         cost,
         refund,
@@ -170,12 +169,10 @@ pub(super) fn rate_limit(v: &Value, path: &str) -> Result<(u64, u64, Scope), Pol
     }
 }
 
-/// Named counters seen so far, so that limits sharing a counter agree on its identity;
-/// and the slot numbers of every counter, for the engine's per-thread copies.
+/// Named counters seen so far, so that limits sharing a counter agree on its identity.
 #[derive(Default)]
 pub(super) struct Counters {
-    named: HashMap<String, (Arc<Counter>, u32, String)>,
-    slots: u32,
+    named: HashMap<String, (&'static Counter, String)>,
 }
 
 impl Counters {
@@ -186,15 +183,8 @@ impl Counters {
         window_secs: u64,
         scope: Scope,
         key: Option<&str>,
-    ) -> (Arc<Counter>, u32) {
-        let slot = self.next_slot();
-        let counter = Arc::new(Counter::with_identity(path, true, window_secs, scope, key));
-        (counter, slot)
-    }
-
-    pub(super) fn next_slot(&mut self) -> u32 {
-        self.slots = self.slots.saturating_add(1);
-        self.slots - 1
+    ) -> &'static Counter {
+        interned::counter(Counter::with_identity(path, true, window_secs, scope, key))
     }
 
     pub(super) fn get(
@@ -204,8 +194,8 @@ impl Counters {
         scope: Scope,
         key: Option<&str>,
         path: &str,
-    ) -> Result<(Arc<Counter>, u32), PolicyError> {
-        if let Some((existing, slot, first_path)) = self.named.get(name) {
+    ) -> Result<&'static Counter, PolicyError> {
+        if let Some(&(existing, ref first_path)) = self.named.get(name) {
             if existing.key_path() != key {
                 let shown =
                     |k: Option<&str>| k.map_or("no key".to_owned(), |k| format!("key \"{k}\""));
@@ -237,15 +227,13 @@ impl Counters {
                     ),
                 ));
             }
-            return Ok((Arc::clone(existing), *slot));
+            return Ok(existing);
         }
-        let slot = self.next_slot();
-        let counter = Arc::new(Counter::with_identity(name, false, window_secs, scope, key));
-        self.named.insert(
-            name.to_owned(),
-            (Arc::clone(&counter), slot, path.to_owned()),
-        );
-        Ok((counter, slot))
+        let counter =
+            interned::counter(Counter::with_identity(name, false, window_secs, scope, key));
+        self.named
+            .insert(name.to_owned(), (counter, path.to_owned()));
+        Ok(counter)
     }
 }
 

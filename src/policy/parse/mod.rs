@@ -23,7 +23,7 @@ use super::limit::{
 };
 use super::rule::{Action, Approvers, Rule};
 use super::section::{Section, SECTIONS};
-use super::{CaseGuard, Policy};
+use super::{interned, CaseGuard, Policy};
 use crate::call::CallKind;
 use crate::json::parse_strict;
 use crate::matcher::Matcher;
@@ -227,10 +227,9 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                 continue;
             };
             problems.take(known_fields(rule_map, &path, RULE_FIELDS));
-            if let Some(mut rule) =
+            if let Some(rule) =
                 problems.take(rule(key, rule_map, &path, PathRoot::Args, &mut counters))
             {
-                rule.slot = u32::try_from(rules.len()).unwrap_or(u32::MAX);
                 rules.push(rule);
             }
         }
@@ -283,8 +282,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
                 }
             };
             let rule = problems.take(rule(&path, map, &path, PathRoot::Args, &mut counters));
-            if let (Some(hints), Some(mut rule)) = (hints, rule) {
-                rule.slot = u32::try_from(rules.len() + annotations.len()).unwrap_or(u32::MAX);
+            if let (Some(hints), Some(rule)) = (hints, rule) {
                 annotations.push(AnnotationRule { hints, rule });
             }
         }
@@ -362,18 +360,16 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
         ));
     }
 
-    let mut slot = rules.len() + annotations.len();
     let mut sections = [None, None, None];
     for (at, (field, kind, root)) in SECTIONS.iter().enumerate() {
         if let (Some(v), Some(section)) = (top.get(*field), sections.get_mut(at)) {
-            let parsed = section_rules(v, field, *kind, *root, &mut slot, &mut counters);
+            let parsed = section_rules(v, field, *kind, *root, &mut counters);
             *section = problems.take(parsed).map(Section::new);
         }
     }
     let [resources, prompts, server_requests] = sections;
-    let matcher = Matcher::new(&hide, rules.iter().map(|r| &*r.key));
+    let matcher = Matcher::new(&hide, rules.iter().map(|r| r.key));
     let mut policy = Policy {
-        id: Policy::next_id(),
         description,
         default,
         hide,
@@ -395,8 +391,7 @@ pub(super) fn from_value(value: &Value) -> Result<Policy, PolicyError> {
 
 fn empty_rule(key: &str) -> Rule {
     Rule {
-        key: key.into(),
-        slot: 0,
+        key: interned::text(key),
         glob: key.contains('*'),
         action: Action::Allow,
         reason: None,

@@ -41,16 +41,15 @@ pub(super) fn rule(
     let reason = problems
         .take(optional_string(map, path, "reason"))
         .flatten()
-        .map(Arc::from);
+        .map(interned::text);
     let mut rate = None;
     if let Some(v) = map.get("rate_limit") {
         let rate_path = join(path, "rate_limit");
         let limit = rate_limit(v, &rate_path).and_then(|(max, window_secs, scope)| {
-            let (counter, slot) = counters.get(key, window_secs, scope, None, &rate_path)?;
+            let counter = counters.get(key, window_secs, scope, None, &rate_path)?;
             Ok(Limit {
                 counter,
                 key: None,
-                slot,
                 max,
                 cost: Cost::Fixed(1),
                 refund: Refund::default(),
@@ -277,7 +276,7 @@ pub(super) fn condition(
         path: arg_path,
         folded: ignore_case.then(|| op.folded()),
         op,
-        reason: optional_string(map, path, "reason")?.map(Arc::from),
-        fallback: fallback.into(),
+        reason: optional_string(map, path, "reason")?.map(interned::text),
+        fallback: interned::text(&fallback),
     })
 }

@@ -9,7 +9,6 @@ pub(super) fn section_rules(
     field: &str,
     kind: CallKind,
     root: PathRoot,
-    slot: &mut usize,
     counters: &mut Counters,
 ) -> Result<Vec<Rule>, PolicyError> {
     let example = match kind {
@@ -36,9 +35,7 @@ pub(super) fn section_rules(
             continue;
         };
         problems.take(known_fields(rule_map, &path, RULE_FIELDS));
-        if let Some(mut rule) = problems.take(rule(key, rule_map, &path, root, counters)) {
-            rule.slot = u32::try_from(*slot).unwrap_or(u32::MAX);
-            *slot += 1;
+        if let Some(rule) = problems.take(rule(key, rule_map, &path, root, counters)) {
             rules.push(rule);
         }
     }

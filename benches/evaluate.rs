@@ -46,6 +46,10 @@ fn no_limits(c: &mut Criterion) {
     group.bench_function("allow_exact", |b| {
         b.iter(|| black_box(engine.evaluate(black_box(&allow))))
     });
+    // The answer alone (`Engine::check`): no copies for refunds and audit records.
+    group.bench_function("check_exact", |b| {
+        b.iter(|| black_box(engine.check(black_box(&allow))))
+    });
     let glob = ToolCall::new("whmcs_get_invoice").grant("g1");
     group.bench_function("allow_glob", |b| {
         b.iter(|| black_box(engine.evaluate(black_box(&glob))))
@@ -71,6 +75,9 @@ fn one_limit(c: &mut Criterion) {
     group.bench_function("allowed", |b| {
         b.iter(|| black_box(engine.evaluate(black_box(&call))))
     });
+    group.bench_function("check_allowed", |b| {
+        b.iter(|| black_box(engine.check(black_box(&call))))
+    });
     group.bench_function("peek", |b| {
         b.iter(|| black_box(engine.peek(black_box(&call))))
     });
@@ -89,6 +96,9 @@ fn one_limit(c: &mut Criterion) {
     assert!(engine.evaluate(&call).is_allowed());
     group.bench_function("refused", |b| {
         b.iter(|| black_box(engine.evaluate(black_box(&call))))
+    });
+    group.bench_function("check_refused", |b| {
+        b.iter(|| black_box(engine.check(black_box(&call))))
     });
     group.finish();
 

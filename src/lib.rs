@@ -150,7 +150,7 @@ mod uri;
 
 pub use call::{CallKind, CallRecord, Scopes, ToolCall};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use decision::{Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
+pub use decision::{Answer, Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage};
 pub use engine::{Engine, EngineBuilder};
 pub use explain::{ConditionCheck, Explanation, LimitCheck, RuleMatch};
 pub use mcp::McpError;

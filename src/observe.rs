@@ -1,16 +1,17 @@
 //! Metrics of decisions (feature `metrics`); nothing at all without the feature.
 
-use crate::decision::Decision;
+use crate::decision::Answer;
 
 /// Counts a decision in `mcp_policy_decisions_total{decision, code, rule}`. The rule label
-/// takes the policy's rule keys only, so its values are bounded by the policy.
+/// takes the policy's rule keys only, so its values are bounded by the policy; they are
+/// the policy's own `'static` texts, so labelling copies nothing.
 #[cfg(feature = "metrics")]
-pub(crate) fn decided(decision: &Decision) {
+pub(crate) fn decided(answer: &Answer) {
     metrics::counter!(
         "mcp_policy_decisions_total",
-        "decision" => decision.kind(),
-        "code" => decision.code(),
-        "rule" => decision.rule_key().map_or("", |k| k.as_str()).to_owned(),
+        "decision" => answer.kind(),
+        "code" => answer.code(),
+        "rule" => answer.rule().unwrap_or(""),
     )
     .increment(1);
 }
@@ -18,4 +19,4 @@ pub(crate) fn decided(decision: &Decision) {
 /// Without the `metrics` feature: nothing, inlined away.
 #[cfg(not(feature = "metrics"))]
 #[inline(always)]
-pub(crate) fn decided(_: &Decision) {}
+pub(crate) fn decided(_: &Answer) {}

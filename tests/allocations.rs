@@ -121,6 +121,7 @@ fn evaluate_on_existing_counter_keys_allocates_nothing() {
                 std::hint::black_box(&decision);
                 engine.refund(&decision).unwrap();
                 std::hint::black_box(engine.peek(call));
+                std::hint::black_box(engine.check(call));
             }
         });
         assert_eq!(allocations, 0, "{} allocated", call.name());

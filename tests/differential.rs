@@ -7,7 +7,8 @@
 //! counts (missing identity, invalid cost, a cost above `max`, with limits naming one
 //! count adding their costs) exactly, and keeps an exact log of the units each count
 //! admitted and got back. After every step it checks:
-//! - `peek` gives the decision `evaluate` then gives;
+//! - `peek` gives the decision `evaluate` (or `check`, for some calls) then gives;
+//! - `check`, which returns the answer alone, counts and refuses exactly as `evaluate`;
 //! - an `Allow` charged exactly the model's counts, and no count ever holds more than its
 //!   `max` in any window (safety);
 //! - a `Limit` was due: some count lacked room counting everything in the preceding
@@ -28,7 +29,8 @@
 mod redis_server;
 
 use mcp_policy::{
-    CounterStore, Decision, Engine, ManualClock, MemoryStore, Outcome, Policy, Refund, ToolCall,
+    Answer, CounterStore, Decision, Engine, ManualClock, MemoryStore, Outcome, Policy, Refund,
+    ToolCall,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -176,6 +178,8 @@ enum Step {
         tool: usize,
         grant: Option<u8>,
         n: Option<i64>,
+        /// Decided with `check` (the answer alone, nothing to report) instead of `evaluate`.
+        check: bool,
     },
     Advance {
         millis: u64,
@@ -190,8 +194,9 @@ enum Step {
 fn step_strategy() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..TOOLS.len(), prop_oneof![5 => (0u8..2).prop_map(Some), 1 => Just(None)],
-              prop_oneof![4 => (0i64..4).prop_map(Some), 1 => Just(None), 1 => Just(Some(-1))])
-            .prop_map(|(tool, grant, n)| Step::Call { tool, grant, n }),
+              prop_oneof![4 => (0i64..4).prop_map(Some), 1 => Just(None), 1 => Just(Some(-1))],
+              prop::bool::weighted(0.3))
+            .prop_map(|(tool, grant, n, check)| Step::Call { tool, grant, n, check }),
         3 => prop_oneof![0u64..500, 0u64..5_000, 0u64..70_000].prop_map(|millis| Step::Advance { millis }),
         2 => (0usize..8, 0..OUTCOMES.len()).prop_map(|(back, outcome)| Step::Report { back, outcome }),
         1 => Just(Step::Reload),
@@ -365,7 +370,12 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                     }
                 }
             }
-            Step::Call { tool, grant, n } => {
+            Step::Call {
+                tool,
+                grant,
+                n,
+                check,
+            } => {
                 let tool = TOOLS[*tool];
                 let grant = grant.map(|g| format!("g{g}"));
                 let args = match n {
@@ -377,10 +387,14 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                     call = call.grant(g);
                 }
                 let peeked = engine.peek(&call);
-                let decision = engine.evaluate(&call);
+                let decision = (!*check).then(|| engine.evaluate(&call));
+                let answer = match &decision {
+                    Some(decision) => decision.answer(),
+                    None => engine.check(&call),
+                };
                 prop_assert_eq!(
                     peeked.code(),
-                    decision.code(),
+                    answer.code(),
                     "step {}: peek and evaluate differ",
                     index
                 );
@@ -389,21 +403,25 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                 let mut keep = None;
                 match expect(limits, grant.as_deref(), *n) {
                     Expect::Deny(code) => {
-                        prop_assert_eq!(decision.code(), code, "step {}", index);
+                        prop_assert_eq!(answer.code(), code, "step {}", index);
                     }
-                    Expect::Counts(merged) => match &decision {
-                        Decision::Allow { usage, .. } => {
-                            let mut charged: Vec<(String, String, u64)> = usage
-                                .charges()
-                                .map(|(c, id, cost)| (c.name().to_string(), id.to_string(), cost))
-                                .collect();
-                            let mut wanted: Vec<(String, String, u64)> = merged
-                                .iter()
-                                .map(|m| (m.key.0.clone(), m.key.4.clone(), m.cost))
-                                .collect();
-                            charged.sort();
-                            wanted.sort();
-                            prop_assert_eq!(charged, wanted, "step {}: charges", index);
+                    Expect::Counts(merged) => match answer {
+                        Answer::Allow { .. } => {
+                            if let Some(Decision::Allow { usage, .. }) = &decision {
+                                let mut charged: Vec<(String, String, u64)> = usage
+                                    .charges()
+                                    .map(|(c, id, cost)| {
+                                        (c.name().to_string(), id.to_string(), cost)
+                                    })
+                                    .collect();
+                                let mut wanted: Vec<(String, String, u64)> = merged
+                                    .iter()
+                                    .map(|m| (m.key.0.clone(), m.key.4.clone(), m.cost))
+                                    .collect();
+                                charged.sort();
+                                wanted.sort();
+                                prop_assert_eq!(charged, wanted, "step {}: charges", index);
+                            }
                             for m in &merged {
                                 log.0
                                     .entry(m.key.clone())
@@ -421,10 +439,10 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                                 );
                             }
                             if !merged.is_empty() {
-                                keep = Some(merged);
+                                keep = decision.map(|decision| (decision, merged));
                             }
                         }
-                        Decision::Limit { retry_after, .. } => {
+                        Answer::Limit { retry_after, .. } => {
                             let slack = |m: &Merged| i128::from(m.window_s * 1000 * 17 / 16);
                             let lacking = merged.iter().any(|m| {
                                 log.units_since(&m.key, i128::from(now_ms) - slack(m)) + m.cost
@@ -432,9 +450,9 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                             });
                             prop_assert!(
                                 lacking,
-                                "step {}: refused with room: {}",
+                                "step {}: refused with room: {:?}",
                                 index,
-                                decision
+                                answer
                             );
                             let longest = merged
                                 .iter()
@@ -450,12 +468,12 @@ fn run_case(case: &Case, store: Arc<dyn CounterStore>) -> Result<(), TestCaseErr
                         }
                         other => {
                             return Err(TestCaseError::fail(format!(
-                                "step {index}: unexpected {other}"
+                                "step {index}: unexpected {other:?}"
                             )));
                         }
                     },
                 }
-                if let Some(merged) = keep {
+                if let Some((decision, merged)) = keep {
                     open.push((decision, merged, now_ms));
                 }
             }

@@ -1,11 +1,16 @@
 //! [`Decision`]: what the engine answers for one call, with what an audit log needs.
 //!
-//! `text` holds the shared texts a decision carries (tool name, rule key, reason),
+//! `answer` holds the answer alone ([`Answer`], `Copy`), `reply` how the engine's steps
+//! write either form, `text` the texts a decision carries (tool name, rule key, reason),
 //! `usage` what a limit says and what an allowed call recorded.
 
+mod answer;
+mod reply;
 mod text;
 mod usage;
 
+pub use answer::Answer;
+pub(crate) use reply::Reply;
 pub use text::{Reason, RuleKey, ToolName};
 pub(crate) use usage::{Charge, Charges, Seconds};
 pub use usage::{LimitInfo, Usage};
@@ -145,25 +150,36 @@ impl Decision {
             .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// The kind of decision: `"allow"`, `"deny"`, `"limit"` or `"require_approval"`.
-    pub fn kind(&self) -> &'static str {
+    /// The answer alone, `Copy`: kind, code, rule, and how long to wait after a limit.
+    ///
+    /// ```
+    /// use mcp_policy::{Answer, Engine, Policy, ToolCall};
+    ///
+    /// let engine = Engine::new(r#"{"version": "1", "default": "deny"}"#.parse::<Policy>()?);
+    /// let call = ToolCall::new("whmcs_close_client");
+    /// assert_eq!(engine.evaluate(&call).answer(), engine.check(&call));
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn answer(&self) -> Answer {
         match self {
-            Decision::Allow { .. } => "allow",
-            Decision::Deny { .. } => "deny",
-            Decision::Limit { .. } => "limit",
-            Decision::RequireApproval { .. } => "require_approval",
+            Decision::Allow { rule, .. } => Answer::Allow { rule: *rule },
+            Decision::Deny { rule, code, .. } => Answer::Deny {
+                rule: *rule,
+                code: *code,
+            },
+            Decision::Limit {
+                rule, retry_after, ..
+            } => Answer::Limit {
+                rule: *rule,
+                retry_after: *retry_after,
+            },
+            Decision::RequireApproval { rule, .. } => Answer::RequireApproval { rule: *rule },
         }
     }
 
-    /// The matched rule's key, shared with the policy.
-    #[cfg(feature = "metrics")]
-    pub(crate) fn rule_key(&self) -> Option<&RuleKey> {
-        match self {
-            Decision::Allow { rule, .. }
-            | Decision::Deny { rule, .. }
-            | Decision::Limit { rule, .. }
-            | Decision::RequireApproval { rule, .. } => rule.as_ref(),
-        }
+    /// The kind of decision: `"allow"`, `"deny"`, `"limit"` or `"require_approval"`.
+    pub fn kind(&self) -> &'static str {
+        self.answer().kind()
     }
 
     /// Whether the call may go ahead.
@@ -173,10 +189,7 @@ impl Decision {
 
     /// How long to wait before retrying, for [`Decision::Limit`].
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Decision::Limit { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        }
+        self.answer().retry_after()
     }
 
     /// The tool the decision is about.
@@ -192,23 +205,13 @@ impl Decision {
     /// The key of the matched rule; `None` when no rule matched (the default decided, or
     /// the tool is hidden).
     pub fn rule(&self) -> Option<&str> {
-        match self {
-            Decision::Allow { rule, .. }
-            | Decision::Deny { rule, .. }
-            | Decision::Limit { rule, .. }
-            | Decision::RequireApproval { rule, .. } => rule.as_ref().map(RuleKey::as_str),
-        }
+        self.answer().rule()
     }
 
     /// A stable machine-readable code: `"allowed"`, `"rate_limited"`,
     /// `"approval_required"`, or the [`DenyCode`] of a denial.
     pub fn code(&self) -> &'static str {
-        match self {
-            Decision::Allow { .. } => "allowed",
-            Decision::Deny { code, .. } => code.as_str(),
-            Decision::Limit { .. } => "rate_limited",
-            Decision::RequireApproval { .. } => "approval_required",
-        }
+        self.answer().code()
     }
 
     /// The limit the decision is about, if any.

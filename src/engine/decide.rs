@@ -5,21 +5,22 @@ use crate::call::CallKind;
 use crate::policy::MAX_NAME_BYTES;
 
 impl Engine {
-    pub(super) fn decide<'a>(
+    /// Decides `call` under `policy`, recording its limits when `record`, as a full
+    /// [`Decision`] or the [`Answer`] alone (`R`): one algorithm for both.
+    pub(super) fn decide<'a, R: Reply>(
         &self,
         policy: &Policy,
         call: &ToolCall<'a>,
         record: bool,
-    ) -> Decision {
+    ) -> R {
         if call.kind() != CallKind::Tool {
             return self.decide_other(policy, call, record);
         }
-        let tool = call.name();
-        let deny = |rule, code, reason| denial(tool, rule, code, reason);
+        let deny = |rule, code, reason| R::deny(call, rule, code, reason, None);
 
         // 1. Hidden, 1b. pinned, 2. matched: one resolution, shared with every other
         // place that asks what the policy makes of a tool.
-        let (rule, by, drift) = match resolve(policy, tool, Listed::Catalog(&self.tools)) {
+        let (rule, by, drift) = match resolve(policy, call.name(), Listed::Catalog(&self.tools)) {
             Resolution::Hidden(why) => return deny(None, DenyCode::Hidden, Reason::fixed(why)),
             Resolution::Governed { rule, by, drift } => (rule, by, drift),
         };
@@ -41,16 +42,11 @@ impl Engine {
     /// annotations); a policy without the section allows it.
     #[cold]
     #[inline(never)]
-    fn decide_other<'a>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> Decision {
+    fn decide_other<'a, R: Reply>(&self, policy: &Policy, call: &ToolCall<'a>, record: bool) -> R {
         let Some(section) = policy.section(call.kind()) else {
-            return Decision::Allow {
-                tool: ToolName::new(call.name()),
-                rule: None,
-                usage: Usage::none(),
-                approval: call.approval_id().map(str::to_owned),
-            };
+            return R::allow(call, None, Usage::none);
         };
-        let refuse = |code, why: String| denial(call.name(), None, code, Reason::composed(why));
+        let refuse = |code, why: String| R::deny(call, None, code, Reason::composed(why), None);
         if call.name().len() > MAX_NAME_BYTES {
             let code = match call.kind() {
                 CallKind::Resource => DenyCode::InvalidUri,
@@ -85,7 +81,7 @@ impl Engine {
     /// Steps 3 to 5 for a call `rule` governs (the default when `None`), with `extra`'s
     /// conditions, scopes and limits added (`all_tools` for tools).
     #[inline]
-    fn decide_governed<'a>(
+    fn decide_governed<'a, R: Reply>(
         &self,
         policy: &Policy,
         call: &ToolCall<'a>,
@@ -93,9 +89,8 @@ impl Engine {
         extra: &Rule,
         drifted: Option<String>,
         record: bool,
-    ) -> Decision {
-        let tool = call.name();
-        let deny = |rule, code, reason| denial(tool, rule, code, reason);
+    ) -> R {
+        let deny = |rule, code, reason| R::deny(call, rule, code, reason, None);
         let action = rule.map_or(policy.default, |r| r.action);
         // 3. Deny.
         if action == Action::Deny {
@@ -176,38 +171,18 @@ impl Engine {
                 })
             };
             if let Some(reason) = reason {
-                return Decision::RequireApproval {
-                    tool: ToolName::new(tool),
-                    rule: rule.map(|r| RuleKey::new(r.key)),
-                    reason,
-                };
+                return R::require_approval(call, rule, reason);
             }
         }
         // 5. Limits.
         if rule.map_or(true, |r| !r.has_limits()) && !extra.has_limits() {
-            return Decision::Allow {
-                tool: ToolName::new(tool),
-                rule: rule.map(|r| RuleKey::new(r.key)),
-                usage: Usage::none(),
-                approval: call.approval_id().map(str::to_owned),
-            };
+            return R::allow(call, rule, Usage::none);
         }
         let limits = rule
             .into_iter()
             .flat_map(Rule::all_limits)
             .chain(extra.all_limits());
         self.check_limits(limits, rule, call, record)
-    }
-}
-
-/// A denial of `tool`, named after `rule`.
-fn denial(tool: &str, rule: Option<&Rule>, code: DenyCode, reason: Reason) -> Decision {
-    Decision::Deny {
-        tool: ToolName::new(tool),
-        rule: rule.map(|r| RuleKey::new(r.key)),
-        code,
-        reason,
-        limit: None,
     }
 }
 

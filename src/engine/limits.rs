@@ -4,23 +4,16 @@ use super::arguments::*;
 use super::*;
 
 impl Engine {
-    pub(super) fn check_limits<'p, 'a>(
+    pub(super) fn check_limits<'p, 'a, R: Reply>(
         &self,
         limits: impl Iterator<Item = &'p Limit>,
         rule: Option<&Rule>,
         call: &ToolCall<'a>,
         record: bool,
-    ) -> Decision {
-        let tool = ToolName::new(call.name());
-        let rule_key = rule.map(|r| RuleKey::new(r.key));
+    ) -> R {
         let mut limits = limits.peekable();
         if limits.peek().is_none() {
-            return Decision::Allow {
-                tool,
-                rule: rule_key,
-                usage: Usage::none(),
-                approval: call.approval_id().map(str::to_owned),
-            };
+            return R::allow(call, rule, Usage::none);
         }
         let mut requests = SmallVec::<[LimitRequest<'_>; INLINE_LIMITS]>::new();
         // Each request's first limit, scope id (kept at the call's lifetime for the
@@ -34,12 +27,8 @@ impl Engine {
                 max: limit.max,
                 cost,
             };
-            let deny = |code, reason: String, info| Decision::Deny {
-                tool: ToolName::new(call.name()),
-                rule: rule.map(|r| RuleKey::new(r.key)),
-                code,
-                reason: Reason::composed(reason),
-                limit: Some(info),
+            let deny = |code, reason: String, info| {
+                R::deny(call, rule, code, Reason::composed(reason), Some(info))
             };
             let scope = limit.counter.scope();
             let Some(scope_id) = call.scope_id(scope) else {
@@ -102,25 +91,20 @@ impl Engine {
         }
         for (request, &(limit, scope_id, _)) in requests.iter().zip(&sources) {
             if request.cost > request.max {
-                return Decision::Deny {
-                    tool: ToolName::new(call.name()),
-                    rule: rule.map(|r| RuleKey::new(r.key)),
-                    code: DenyCode::CostExceedsMax,
-                    reason: Reason::composed(format!(
-                        "this call costs {} units but counter \"{}\" admits at most {} per \
-                         window, so it can never pass",
-                        request.cost,
-                        limit.counter.name(),
-                        request.max
-                    )),
-                    limit: Some(LimitInfo {
-                        counter: limit.counter,
-                        scope_id: Some(CompactString::new(scope_id)),
-                        key: request.key.value.map(OwnedKeyValue::new),
-                        max: request.max,
-                        cost: Some(request.cost),
-                    }),
-                };
+                let reason = format!(
+                    "this call costs {} units but counter \"{}\" admits at most {} per window, \
+                     so it can never pass",
+                    request.cost,
+                    limit.counter.name(),
+                    request.max
+                );
+                return R::deny(
+                    call,
+                    rule,
+                    DenyCode::CostExceedsMax,
+                    Reason::composed(reason),
+                    Some(limit_info(request, limit, scope_id)),
+                );
             }
         }
 
@@ -133,39 +117,27 @@ impl Engine {
         let refused = |index: usize, retry_after| {
             let request = requests.get(index)?;
             let &(limit, scope_id, _) = sources.get(index)?;
-            Some(Decision::Limit {
-                tool: ToolName::new(call.name()),
-                rule: rule.map(|r| RuleKey::new(r.key)),
-                limit: LimitInfo {
-                    counter: limit.counter,
-                    scope_id: Some(CompactString::new(scope_id)),
-                    key: request.key.value.map(OwnedKeyValue::new),
-                    max: request.max,
-                    cost: Some(request.cost),
-                },
-                retry_after,
-            })
+            let info = || limit_info(request, limit, scope_id);
+            Some(R::limit(call, rule, retry_after, info))
         };
         let error = match answer {
             Ok(Admission::Admitted { at }) => {
-                let mut charges = Charges::default();
-                if record {
-                    for (request, &(limit, scope_id, refund)) in requests.iter().zip(&sources) {
-                        charges.push(Charge {
-                            counter: limit.counter,
-                            scope_id: CompactString::new(scope_id),
-                            key: request.key.value.map(OwnedKeyValue::new),
-                            cost: request.cost,
-                            refund,
-                        });
+                let usage = || {
+                    let mut charges = Charges::default();
+                    if record {
+                        for (request, &(limit, scope_id, refund)) in requests.iter().zip(&sources) {
+                            charges.push(Charge {
+                                counter: limit.counter,
+                                scope_id: CompactString::new(scope_id),
+                                key: request.key.value.map(OwnedKeyValue::new),
+                                cost: request.cost,
+                                refund,
+                            });
+                        }
                     }
-                }
-                return Decision::Allow {
-                    tool,
-                    rule: rule_key,
-                    usage: Usage::recorded(at, charges, self.id),
-                    approval: call.approval_id().map(str::to_owned),
+                    Usage::recorded(at, charges, self.id)
                 };
+                return R::allow(call, rule, usage);
             }
             Ok(Admission::Refused { limit, retry_after }) => match refused(limit, retry_after) {
                 Some(decision) => return decision,
@@ -177,19 +149,20 @@ impl Engine {
             Err(error) => error,
         };
         if self.fail_open {
-            return Decision::Allow {
-                tool,
-                rule: rule_key,
-                usage: Usage::none(),
-                approval: call.approval_id().map(str::to_owned),
-            };
+            return R::allow(call, rule, Usage::none);
         }
-        Decision::Deny {
-            tool,
-            rule: rule_key,
-            code: DenyCode::StoreFailed,
-            reason: Reason::composed(error.to_string()),
-            limit: None,
-        }
+        let reason = Reason::composed(error.to_string());
+        R::deny(call, rule, DenyCode::StoreFailed, reason, None)
+    }
+}
+
+/// What a refusal says about the limit of `request` (whose first limit is `limit`).
+fn limit_info(request: &LimitRequest<'_>, limit: &Limit, scope_id: &str) -> LimitInfo {
+    LimitInfo {
+        counter: limit.counter,
+        scope_id: Some(CompactString::new(scope_id)),
+        key: request.key.value.map(OwnedKeyValue::new),
+        max: request.max,
+        cost: Some(request.cost),
     }
 }

@@ -15,7 +15,7 @@ use crate::call::ToolCall;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::decision::{
-    Charge, Charges, Decision, DenyCode, LimitInfo, Reason, RuleKey, ToolName, Usage,
+    Answer, Charge, Charges, Decision, DenyCode, LimitInfo, Reason, Reply, Usage,
 };
 use crate::policy::{
     Action, Approvers, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund,
@@ -201,7 +201,7 @@ impl Engine {
         let shadow = self.shadow.read().clone()?;
         // Not `evaluate`: a shadow's decisions are not the enforced ones, and are not
         // counted in the decision metrics.
-        Some(shadow.decide(&shadow.policy.load(), call, true))
+        Some(shadow.decide::<Decision>(&shadow.policy.load(), call, true))
     }
 
     /// Replaces the shadow policy (its counts survive for unchanged counters), or removes
@@ -227,17 +227,48 @@ impl Engine {
     /// that no name costs more than 512 bytes per glob of the policy.
     ///
     /// Cost: with the default store and a counter key that exists, no heap allocation;
-    /// one hash of the tool name, one per limit of the scope id, one shard lock per limit.
+    /// one hash of the tool name, one per limit of the scope id, one lock per limit. The
+    /// decision copies the tool name, the scope ids and key values it charged (inline up
+    /// to 24 bytes each), for refunds and audit records; [`check`](Self::check) decides
+    /// the same way without them.
     pub fn evaluate<'a>(&self, call: &ToolCall<'a>) -> Decision {
         #[cfg(feature = "metrics")]
         {
-            let decision = self.decide(&self.policy.load(), call, true);
-            crate::observe::decided(&decision);
+            let decision: Decision = self.decide(&self.policy.load(), call, true);
+            crate::observe::decided(&decision.answer());
             decision
         }
         // Returned as made: no copy of the decision on the hot path.
         #[cfg(not(feature = "metrics"))]
         self.decide(&self.policy.load(), call, true)
+    }
+
+    /// Decides `call` exactly as [`evaluate`](Self::evaluate) does, recording its cost in
+    /// every limit when it is allowed, and returns the [`Answer`] alone: for a caller
+    /// that never refunds a call and keeps no audit record of its own, such as a plain
+    /// rate check in front of a tool.
+    ///
+    /// Cost: what [`evaluate`](Self::evaluate) costs, less the decision's copies of the
+    /// tool name, ids and key values; the answer is `Copy` and has nothing to drop.
+    ///
+    /// ```
+    /// use mcp_policy::{Engine, ManualClock, Policy, ToolCall};
+    ///
+    /// let policy: Policy = r#"{"version": "1", "tools": {
+    ///     "whmcs_update_ticket": {"rate_limit": "1/minute"}
+    /// }}"#.parse()?;
+    /// let engine = Engine::builder(policy).clock(ManualClock::new()).build();
+    /// let call = ToolCall::new("whmcs_update_ticket").session("s1");
+    /// assert!(engine.check(&call).is_allowed());
+    /// assert_eq!(engine.check(&call).code(), "rate_limited");
+    /// // Both count in the same limits.
+    /// assert_eq!(engine.evaluate(&call).code(), "rate_limited");
+    /// # Ok::<(), mcp_policy::PolicyError>(())
+    /// ```
+    pub fn check<'a>(&self, call: &ToolCall<'a>) -> Answer {
+        let answer: Answer = self.decide(&self.policy.load(), call, true);
+        crate::observe::decided(&answer);
+        answer
     }
 
     /// The decision [`evaluate`](Self::evaluate) would give now, recording nothing.

@@ -278,7 +278,7 @@ impl Relay {
         out: &mut Output,
     ) {
         let denial = Decision::refused(call, code, reason);
-        crate::observe::decided(&denial);
+        crate::observe::decided(&denial.answer());
         out.notes.push(denial.to_string());
         self.refuse(id, call, &denial, revision, out);
     }

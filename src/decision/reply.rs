@@ -1,0 +1,126 @@
+//! [`Reply`]: how the engine's steps write their answer, so that one algorithm makes both
+//! a full [`Decision`] and an [`Answer`] that copies nothing out of the call.
+
+use super::*;
+use crate::call::ToolCall;
+use crate::policy::Rule;
+
+/// A form of the engine's answer. What only a full decision carries (the usage to
+/// refund, the limit's details) comes as a closure, called by [`Decision`] and never by
+/// [`Answer`].
+pub(crate) trait Reply: Sized {
+    fn allow(call: &ToolCall<'_>, rule: Option<&Rule>, usage: impl FnOnce() -> Usage) -> Self;
+
+    fn deny(
+        call: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        code: DenyCode,
+        reason: Reason,
+        limit: Option<LimitInfo>,
+    ) -> Self;
+
+    fn limit(
+        call: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        retry_after: Duration,
+        limit: impl FnOnce() -> LimitInfo,
+    ) -> Self;
+
+    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Reason) -> Self;
+}
+
+fn key(rule: Option<&Rule>) -> Option<RuleKey> {
+    rule.map(|r| RuleKey::new(r.key))
+}
+
+impl Reply for Decision {
+    #[inline]
+    fn allow(call: &ToolCall<'_>, rule: Option<&Rule>, usage: impl FnOnce() -> Usage) -> Self {
+        Decision::Allow {
+            tool: ToolName::new(call.name()),
+            rule: key(rule),
+            usage: usage(),
+            approval: call.approval_id().map(str::to_owned),
+        }
+    }
+
+    #[inline]
+    fn deny(
+        call: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        code: DenyCode,
+        reason: Reason,
+        limit: Option<LimitInfo>,
+    ) -> Self {
+        Decision::Deny {
+            tool: ToolName::new(call.name()),
+            rule: key(rule),
+            code,
+            reason,
+            limit,
+        }
+    }
+
+    #[inline]
+    fn limit(
+        call: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        retry_after: Duration,
+        limit: impl FnOnce() -> LimitInfo,
+    ) -> Self {
+        Decision::Limit {
+            tool: ToolName::new(call.name()),
+            rule: key(rule),
+            limit: limit(),
+            retry_after,
+        }
+    }
+
+    #[inline]
+    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Reason) -> Self {
+        Decision::RequireApproval {
+            tool: ToolName::new(call.name()),
+            rule: key(rule),
+            reason,
+        }
+    }
+}
+
+impl Reply for Answer {
+    #[inline]
+    fn allow(_: &ToolCall<'_>, rule: Option<&Rule>, _: impl FnOnce() -> Usage) -> Self {
+        Answer::Allow { rule: key(rule) }
+    }
+
+    #[inline]
+    fn deny(
+        _: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        code: DenyCode,
+        _: Reason,
+        _: Option<LimitInfo>,
+    ) -> Self {
+        Answer::Deny {
+            rule: key(rule),
+            code,
+        }
+    }
+
+    #[inline]
+    fn limit(
+        _: &ToolCall<'_>,
+        rule: Option<&Rule>,
+        retry_after: Duration,
+        _: impl FnOnce() -> LimitInfo,
+    ) -> Self {
+        Answer::Limit {
+            rule: key(rule),
+            retry_after,
+        }
+    }
+
+    #[inline]
+    fn require_approval(_: &ToolCall<'_>, rule: Option<&Rule>, _: Reason) -> Self {
+        Answer::RequireApproval { rule: key(rule) }
+    }
+}

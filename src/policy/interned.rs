@@ -58,4 +58,25 @@ mod tests {
         assert!(!std::ptr::eq(counter_a, other_window));
         assert_eq!(other_window.window_secs(), 3600);
     }
+
+    #[test]
+    fn loading_a_policy_again_keeps_nothing_new() {
+        let text = r#"{"version": "1", "tools": {"interned_test_tool": {"reason": "because",
+            "limits": [{"counter": "interned_test_counter", "window": "minute", "max": 5}]}}}"#;
+        let load = || -> crate::Policy { text.parse().unwrap_or_else(|e| unreachable!("{e}")) };
+        let (first, again) = (load(), load());
+        let rule = |policy: &crate::Policy| policy.rules.first().cloned();
+        let (Some(first), Some(again)) = (rule(&first), rule(&again)) else {
+            unreachable!("one rule")
+        };
+        assert!(std::ptr::eq(first.key, again.key));
+        assert!(first
+            .reason
+            .zip(again.reason)
+            .is_some_and(|(a, b)| std::ptr::eq(a, b)));
+        let counter = |rule: &crate::policy::Rule| rule.limits.first().map(|l| l.counter);
+        assert!(counter(&first)
+            .zip(counter(&again))
+            .is_some_and(|(a, b)| std::ptr::eq(a, b)));
+    }
 }

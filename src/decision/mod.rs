@@ -10,7 +10,7 @@ mod text;
 mod usage;
 
 pub use answer::Answer;
-pub(crate) use reply::Reply;
+pub(crate) use reply::{Reply, Why};
 pub use text::{Reason, RuleKey, ToolName};
 pub(crate) use usage::{Charge, Charges, Seconds};
 pub use usage::{LimitInfo, Usage};

@@ -5,9 +5,27 @@ use super::*;
 use crate::call::ToolCall;
 use crate::policy::Rule;
 
+/// Why a call is refused or held, as the steps have it: the policy's text still borrowed,
+/// so that an [`Answer`], which carries no reason, costs no reference count.
+pub(crate) enum Why<'p> {
+    Fixed(&'static str),
+    Policy(&'p Arc<str>),
+    Composed(String),
+}
+
+impl Why<'_> {
+    fn reason(self) -> Reason {
+        match self {
+            Why::Fixed(text) => Reason::fixed(text),
+            Why::Policy(text) => Reason::shared(text),
+            Why::Composed(text) => Reason::composed(text),
+        }
+    }
+}
+
 /// A form of the engine's answer. What only a full decision carries (the usage to
-/// refund, the limit's details) comes as a closure, called by [`Decision`] and never by
-/// [`Answer`].
+/// refund, the limit's details, the reason's text) comes as a closure or borrowed, taken
+/// by [`Decision`] and never by [`Answer`].
 pub(crate) trait Reply: Sized {
     fn allow(call: &ToolCall<'_>, rule: Option<&Rule>, usage: impl FnOnce() -> Usage) -> Self;
 
@@ -15,7 +33,7 @@ pub(crate) trait Reply: Sized {
         call: &ToolCall<'_>,
         rule: Option<&Rule>,
         code: DenyCode,
-        reason: Reason,
+        reason: Why<'_>,
         limit: Option<LimitInfo>,
     ) -> Self;
 
@@ -26,7 +44,7 @@ pub(crate) trait Reply: Sized {
         limit: impl FnOnce() -> LimitInfo,
     ) -> Self;
 
-    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Reason) -> Self;
+    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Why<'_>) -> Self;
 }
 
 fn key(rule: Option<&Rule>) -> Option<RuleKey> {
@@ -49,14 +67,14 @@ impl Reply for Decision {
         call: &ToolCall<'_>,
         rule: Option<&Rule>,
         code: DenyCode,
-        reason: Reason,
+        reason: Why<'_>,
         limit: Option<LimitInfo>,
     ) -> Self {
         Decision::Deny {
             tool: ToolName::new(call.name()),
             rule: key(rule),
             code,
-            reason,
+            reason: reason.reason(),
             limit,
         }
     }
@@ -77,11 +95,11 @@ impl Reply for Decision {
     }
 
     #[inline]
-    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Reason) -> Self {
+    fn require_approval(call: &ToolCall<'_>, rule: Option<&Rule>, reason: Why<'_>) -> Self {
         Decision::RequireApproval {
             tool: ToolName::new(call.name()),
             rule: key(rule),
-            reason,
+            reason: reason.reason(),
         }
     }
 }
@@ -97,7 +115,7 @@ impl Reply for Answer {
         _: &ToolCall<'_>,
         rule: Option<&Rule>,
         code: DenyCode,
-        _: Reason,
+        _: Why<'_>,
         _: Option<LimitInfo>,
     ) -> Self {
         Answer::Deny {
@@ -120,7 +138,7 @@ impl Reply for Answer {
     }
 
     #[inline]
-    fn require_approval(_: &ToolCall<'_>, rule: Option<&Rule>, _: Reason) -> Self {
+    fn require_approval(_: &ToolCall<'_>, rule: Option<&Rule>, _: Why<'_>) -> Self {
         Answer::RequireApproval { rule: key(rule) }
     }
 }

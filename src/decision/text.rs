@@ -121,20 +121,25 @@ impl Serialize for ToolName {
     }
 }
 
-/// The text of a reason: the policy's own (kept for the life of the process, so taking it
-/// copies nothing), or composed for the call. Derefs to `str`.
+/// The text of a reason: taken from the policy without copying, or composed for the call.
+/// Derefs to `str`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason(ReasonText);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ReasonText {
     Fixed(&'static str),
+    Shared(Arc<str>),
     Composed(String),
 }
 
 impl Reason {
     pub(crate) fn fixed(text: &'static str) -> Reason {
         Reason(ReasonText::Fixed(text))
+    }
+
+    pub(crate) fn shared(text: &Arc<str>) -> Reason {
+        Reason(ReasonText::Shared(Arc::clone(text)))
     }
 
     pub(crate) fn composed(text: String) -> Reason {
@@ -145,6 +150,7 @@ impl Reason {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             ReasonText::Fixed(text) => text,
+            ReasonText::Shared(text) => text,
             ReasonText::Composed(text) => text,
         }
     }

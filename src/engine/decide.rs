@@ -21,7 +21,7 @@ impl Engine {
         // 1. Hidden, 1b. pinned, 2. matched: one resolution, shared with every other
         // place that asks what the policy makes of a tool.
         let (rule, by, drift) = match resolve(policy, call.name(), Listed::Catalog(&self.tools)) {
-            Resolution::Hidden(why) => return deny(None, DenyCode::Hidden, Reason::fixed(why)),
+            Resolution::Hidden(why) => return deny(None, DenyCode::Hidden, Why::Fixed(why)),
             Resolution::Governed { rule, by, drift } => (rule, by, drift),
         };
         let mut drifted = None;
@@ -30,7 +30,7 @@ impl Engine {
                 OnDrift::Deny | OnDrift::Hide => {
                     // Named after the rule its key matched; annotations are the server's.
                     let keyed = rule.filter(|_| by != MatchedBy::Annotation);
-                    return deny(keyed, DenyCode::PinDrift, Reason::composed(why));
+                    return deny(keyed, DenyCode::PinDrift, Why::Composed(why));
                 }
                 OnDrift::RequireApproval => drifted = Some(why),
             }
@@ -46,7 +46,7 @@ impl Engine {
         let Some(section) = policy.section(call.kind()) else {
             return R::allow(call, None, Usage::none);
         };
-        let refuse = |code, why: String| R::deny(call, None, code, Reason::composed(why), None);
+        let refuse = |code, why: String| R::deny(call, None, code, Why::Composed(why), None);
         if call.name().len() > MAX_NAME_BYTES {
             let code = match call.kind() {
                 CallKind::Resource => DenyCode::InvalidUri,
@@ -103,7 +103,7 @@ impl Engine {
                 None => deny(
                     None,
                     DenyCode::DefaultDenied,
-                    Reason::fixed(match call.kind() {
+                    Why::Fixed(match call.kind() {
                         CallKind::Resource => {
                             "no rule allows this resource, and the policy denies by default"
                         }
@@ -124,7 +124,7 @@ impl Engine {
         let needs_scopes = rule.is_some_and(|r| !r.scopes.is_empty()) || !extra.scopes.is_empty();
         if needs_scopes {
             if let Some(why) = missing_scopes(rule, extra, call) {
-                return deny(rule, DenyCode::InsufficientScope, Reason::composed(why));
+                return deny(rule, DenyCode::InsufficientScope, Why::Composed(why));
             }
         }
         let args = call.args();
@@ -145,7 +145,7 @@ impl Engine {
         // 4. Approval.
         if !call.is_approved() {
             let reason = if let Some(why) = drifted {
-                Some(Reason::composed(why))
+                Some(Why::Composed(why))
             } else if action == Action::RequireApproval {
                 Some(match rule {
                     Some(r) => rule_reason(
@@ -155,7 +155,7 @@ impl Engine {
                             _ => "this needs a person's approval",
                         },
                     ),
-                    None => Reason::fixed(
+                    None => Why::Fixed(
                         "no rule matches this call, and the policy requires approval by default",
                     ),
                 })
@@ -187,21 +187,21 @@ impl Engine {
 }
 
 /// The rule's own reason, else `fallback`.
-pub(super) fn rule_reason(rule: &Rule, fallback: &'static str) -> Reason {
+pub(super) fn rule_reason<'p>(rule: &'p Rule, fallback: &'static str) -> Why<'p> {
     match &rule.reason {
-        Some(reason) => Reason::fixed(reason),
-        None => Reason::fixed(fallback),
+        Some(reason) => Why::Policy(reason),
+        None => Why::Fixed(fallback),
     }
 }
 
 /// The most specific reason for a condition: its own, its rule's, or a description.
-pub(super) fn condition_reason(condition: &Condition, section: &Rule) -> Reason {
+pub(super) fn condition_reason<'p>(condition: &'p Condition, section: &'p Rule) -> Why<'p> {
     let text = condition
         .reason
         .as_ref()
         .or(section.reason.as_ref())
         .unwrap_or(&condition.fallback);
-    Reason::fixed(text)
+    Why::Policy(text)
 }
 
 /// The scopes `rule` and `all_tools` name, each once, in order.

@@ -28,7 +28,7 @@ impl Engine {
                 cost,
             };
             let deny = |code, reason: String, info| {
-                R::deny(call, rule, code, Reason::composed(reason), Some(info))
+                R::deny(call, rule, code, Why::Composed(reason), Some(info))
             };
             let scope = limit.counter.scope();
             let Some(scope_id) = call.scope_id(scope) else {
@@ -102,7 +102,7 @@ impl Engine {
                     call,
                     rule,
                     DenyCode::CostExceedsMax,
-                    Reason::composed(reason),
+                    Why::Composed(reason),
                     Some(limit_info(request, limit, scope_id)),
                 );
             }
@@ -151,7 +151,7 @@ impl Engine {
         if self.fail_open {
             return R::allow(call, rule, Usage::none);
         }
-        let reason = Reason::composed(error.to_string());
+        let reason = Why::Composed(error.to_string());
         R::deny(call, rule, DenyCode::StoreFailed, reason, None)
     }
 }

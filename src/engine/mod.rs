@@ -14,9 +14,7 @@ pub(crate) use resolve::{resolve, Listed, MatchedBy, Resolution};
 use crate::call::ToolCall;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
-use crate::decision::{
-    Answer, Charge, Charges, Decision, DenyCode, LimitInfo, Reason, Reply, Usage,
-};
+use crate::decision::{Answer, Charge, Charges, Decision, DenyCode, LimitInfo, Reply, Usage, Why};
 use crate::policy::{
     Action, Approvers, ArgPath, Condition, Cost, Counter, Limit, OnDrift, Outcome, Policy, Refund,
     Rule, Scope,

@@ -4,6 +4,7 @@ use super::arg_path::ArgPath;
 use regex::{Regex, RegexBuilder};
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// The most memory one compiled `regex` condition may take.
 pub(crate) const REGEX_SIZE_LIMIT: usize = 256 * 1024;
@@ -13,10 +14,10 @@ pub(crate) const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 pub(crate) struct Condition {
     pub(crate) path: ArgPath,
     pub(crate) op: Op,
-    pub(crate) reason: Option<&'static str>,
+    pub(crate) reason: Option<Arc<str>>,
     /// The reason to give when the policy gives none, such as
     /// `requirement not met: args.amount lte 100`; built at load so evaluation never formats.
-    pub(crate) fallback: &'static str,
+    pub(crate) fallback: Arc<str>,
     /// With `ignore_case`: the operator with its strings lowercased, compared with the
     /// argument lowercased (one copy of the argument string per check).
     pub(crate) folded: Option<Op>,
@@ -256,7 +257,7 @@ mod tests {
             path: ArgPath::parse_in(path, crate::policy::arg_path::PathRoot::Args).unwrap(),
             op: Op::build(op, &value).unwrap(),
             reason: None,
-            fallback: "",
+            fallback: "".into(),
             folded: None,
         };
         condition.holds(Some(&args))
@@ -404,7 +405,7 @@ mod tests {
             path: ArgPath::parse_in("args.a", crate::policy::arg_path::PathRoot::Args).unwrap(),
             op: Op::Exists(false),
             reason: None,
-            fallback: "",
+            fallback: "".into(),
             folded: None,
         };
         assert!(condition.holds(None));

@@ -1,13 +1,16 @@
-//! Counters and texts a policy defines (rule keys, reasons), kept once for the life of
-//! the process, so that a decision refers to them with a plain `&'static` reference: no
-//! reference count to touch when a decision is made, cloned or dropped, on any thread,
-//! and nothing to allocate when a thread first meets a reloaded policy.
+//! The counters and rule keys a policy defines, kept once for the life of the process, so
+//! that every decision refers to them with a plain `&'static` reference: no reference
+//! count to touch when a decision is made, cloned or dropped, on any thread, and nothing
+//! to allocate when a thread first meets a reloaded policy.
 //!
-//! Cost: loading a policy looks each of its counters and texts up in a process-wide set
-//! (a lock taken at load time only, never by evaluation). Equal values are kept once:
+//! Cost: loading a policy looks each of its counters and rule keys up in a process-wide
+//! set (a lock taken at load time only, never by evaluation). Equal values are kept once:
 //! reloading the same policy, or one that changes a few rules, adds only what is new.
 //! What a process has ever loaded stays: about 100 bytes per distinct counter and the
-//! length of each distinct text, bounded by the policies an operator writes.
+//! length of each distinct rule key (at most 512 bytes), bounded by the tools and counters
+//! an operator names. Reasons are free text (a generated policy may date them, and a
+//! condition's own text quotes its operand), so they stay reference-counted: only
+//! refusals carry them.
 
 use super::Counter;
 use parking_lot::Mutex;
@@ -61,7 +64,7 @@ mod tests {
 
     #[test]
     fn loading_a_policy_again_keeps_nothing_new() {
-        let text = r#"{"version": "1", "tools": {"interned_test_tool": {"reason": "because",
+        let text = r#"{"version": "1", "tools": {"interned_test_tool": {
             "limits": [{"counter": "interned_test_counter", "window": "minute", "max": 5}]}}}"#;
         let load = || -> crate::Policy { text.parse().unwrap_or_else(|e| unreachable!("{e}")) };
         let (first, again) = (load(), load());
@@ -70,10 +73,6 @@ mod tests {
             unreachable!("one rule")
         };
         assert!(std::ptr::eq(first.key, again.key));
-        assert!(first
-            .reason
-            .zip(again.reason)
-            .is_some_and(|(a, b)| std::ptr::eq(a, b)));
         let counter = |rule: &crate::policy::Rule| rule.limits.first().map(|l| l.counter);
         assert!(counter(&first)
             .zip(counter(&again))

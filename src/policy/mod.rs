@@ -47,11 +47,11 @@ pub(crate) enum Resolved<'p> {
 /// A `Policy` serializes back to policy JSON that loads to an equal `Policy`.
 ///
 /// # Memory
-/// Its counters and texts that decisions name (rule keys, reasons) are kept once per
-/// process, for the life of the process, so that decisions refer to them without a
-/// reference count. Loading the same policy again, or a changed one, keeps only what is
-/// new: a process that reloads its policy keeps about 100 bytes per distinct counter and
-/// each distinct rule key and reason it ever loaded.
+/// Its counters and rule keys, which every decision names, are kept once per process, for
+/// the life of the process, so that decisions refer to them without a reference count.
+/// Loading the same policy again, or a changed one, keeps only what is new: a process
+/// that reloads its policy keeps about 100 bytes per distinct counter and each distinct
+/// rule key it ever loaded. Everything else is freed with the last copy of the policy.
 ///
 /// ```
 /// use mcp_policy::{Action, Policy};

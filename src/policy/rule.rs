@@ -100,7 +100,7 @@ pub(crate) struct Rule {
     /// Whether the key contains `*`; otherwise it matches only the tool of that name.
     pub(crate) glob: bool,
     pub(crate) action: Action,
-    pub(crate) reason: Option<&'static str>,
+    pub(crate) reason: Option<Arc<str>>,
     pub(crate) require: Vec<Condition>,
     pub(crate) deny_if: Vec<Condition>,
     pub(crate) approve_if: Vec<Condition>,

@@ -41,7 +41,7 @@ pub(super) fn rule(
     let reason = problems
         .take(optional_string(map, path, "reason"))
         .flatten()
-        .map(interned::text);
+        .map(Arc::from);
     let mut rate = None;
     if let Some(v) = map.get("rate_limit") {
         let rate_path = join(path, "rate_limit");
@@ -276,7 +276,7 @@ pub(super) fn condition(
         path: arg_path,
         folded: ignore_case.then(|| op.folded()),
         op,
-        reason: optional_string(map, path, "reason")?.map(interned::text),
-        fallback: interned::text(&fallback),
+        reason: optional_string(map, path, "reason")?.map(Arc::from),
+        fallback: fallback.into(),
     })
 }

@@ -145,3 +145,14 @@ impl Answer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_small_and_needs_no_drop() {
+        assert!(std::mem::size_of::<Answer>() <= 32);
+        assert!(!std::mem::needs_drop::<Answer>());
+    }
+}

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use mcp_policy::mcp::{ApprovalBoard, Verdict};
+use mcp_policy::mcp::{ApprovalBoard, BoardEntry, Verdict};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -374,6 +374,22 @@ impl Console {
                 pages::message(Some(viewer), "Unavailable", &text),
             )
         };
+        // One approval's page, with why this approver may not decide it (if so).
+        let one = |entry: &BoardEntry| {
+            let blocked = approver
+                .may_decide(entry.approval.grant.as_deref(), &own)
+                .err();
+            page(
+                StatusCode::OK,
+                pages::one(viewer, entry, blocked.as_deref(), now),
+            )
+        };
+        let not_found = |text: &str| {
+            page(
+                StatusCode::NOT_FOUND,
+                pages::message(Some(viewer), "Not found", text),
+            )
+        };
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, [""]) => {
@@ -407,35 +423,14 @@ impl Console {
                 response
             }
             (&Method::GET, ["approvals", id]) => match self.board.get(id) {
-                Ok(Some(entry)) => {
-                    let blocked = approver
-                        .may_decide(entry.approval.grant.as_deref(), &own)
-                        .err();
-                    page(
-                        StatusCode::OK,
-                        pages::one(viewer, &entry, blocked.as_deref(), now),
-                    )
-                }
-                Ok(None) => page(
-                    StatusCode::NOT_FOUND,
-                    pages::message(
-                        Some(viewer),
-                        "Not found",
-                        "No such approval (it may have expired).",
-                    ),
-                ),
+                Ok(Some(entry)) => one(&entry),
+                Ok(None) => not_found("No such approval (it may have expired)."),
                 Err(e) => failed(e),
             },
             (&Method::POST, ["approvals", id, action @ ("approve" | "decline")]) => {
                 let entry = match self.board.get(id) {
                     Ok(Some(entry)) => entry,
-                    Ok(None) => {
-                        let text = "No such approval (it may have expired).";
-                        return page(
-                            StatusCode::NOT_FOUND,
-                            pages::message(Some(viewer), "Not found", text),
-                        );
-                    }
+                    Ok(None) => return not_found("No such approval (it may have expired)."),
                     Err(e) => return failed(e),
                 };
                 if let Err(why) = approver.may_decide(entry.approval.grant.as_deref(), &own) {
@@ -450,19 +445,8 @@ impl Console {
                     .filter(|n| !n.is_empty());
                 let verdict = Verdict::by(&approver.name, *action == "approve", note, now);
                 match self.board.decide(id, verdict) {
-                    Ok(Some(decided)) => {
-                        let blocked = approver
-                            .may_decide(decided.approval.grant.as_deref(), &own)
-                            .err();
-                        page(
-                            StatusCode::OK,
-                            pages::one(viewer, &decided, blocked.as_deref(), now),
-                        )
-                    }
-                    Ok(None) => page(
-                        StatusCode::NOT_FOUND,
-                        pages::message(Some(viewer), "Not found", "No such approval."),
-                    ),
+                    Ok(Some(decided)) => one(&decided),
+                    Ok(None) => not_found("No such approval."),
                     Err(e) => failed(e),
                 }
             }

@@ -110,13 +110,7 @@ impl Decision {
     /// A denial made outside the policy's steps (by a gateway: a declined or invalid
     /// approval, a store that failed to record one).
     pub(crate) fn refused(call: &crate::ToolCall<'_>, code: DenyCode, reason: String) -> Decision {
-        Decision::Deny {
-            tool: ToolName::new(call.name()),
-            rule: None,
-            code,
-            reason: Reason::composed(reason),
-            limit: None,
-        }
+        <Decision as Reply>::deny(call, None, code, Why::Composed(reason), None)
     }
 
     /// Why, for a person or an agent: the reason of a denial or of an approval asked

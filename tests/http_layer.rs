@@ -315,16 +315,22 @@ fn approvals() -> mcp_policy::mcp::Approvals {
 /// response, whose first event is the approval request (returned with its id).
 fn held_call(h: &mut Harness) -> (HeldBody, Value) {
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}}}}"#;
-    assert_eq!(h.post(init, &[]).0, StatusCode::OK);
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"x"}}}"#;
+    let (body, ask) = initialized_and_asked(h, init, call);
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    (body, ask)
+}
+
+/// Initializes session `s1` with `init`, then posts `call` for grant `g1`: the held
+/// response and its first event.
+fn initialized_and_asked(h: &mut Harness, init: &str, call: &'static str) -> (HeldBody, Value) {
+    assert_eq!(h.post(init, &[]).0, StatusCode::OK);
     let request = Request::post("/mcp")
         .header("x-grant", "g1")
         .header("mcp-session-id", "s1")
         .body(Full::new(Bytes::from(call)))
         .unwrap();
-    let (body, ask) = asked(&mut h.service, request);
-    assert_eq!(ask["method"], "elicitation/create", "{ask}");
-    (body, ask)
+    asked(&mut h.service, request)
 }
 
 type HeldBody = http_body_util::combinators::UnsyncBoxBody<Bytes, mcp_policy::http::BoxError>;
@@ -432,14 +438,8 @@ fn a_console_approval_is_asked_with_a_url_on_the_calls_stream_and_the_call_runs_
     use mcp_policy::mcp::{ApprovalBoard, Verdict};
     let (mut h, board) = console_harness();
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{"url":{}}}}}"#;
-    assert_eq!(h.post(init, &[]).0, StatusCode::OK);
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"add_credit","arguments":{"amount":5}}}"#;
-    let request = Request::post("/mcp")
-        .header("x-grant", "g1")
-        .header("mcp-session-id", "s1")
-        .body(Full::new(Bytes::from(call)))
-        .unwrap();
-    let (body, ask) = asked(&mut h.service, request);
+    let (body, ask) = initialized_and_asked(&mut h, init, call);
     assert_eq!(ask["params"]["mode"], "url", "{ask}");
     let id = ask["params"]["elicitationId"].as_str().unwrap().to_owned();
     assert_eq!(
